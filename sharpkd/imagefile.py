@@ -1,0 +1,307 @@
+"""Read and write image files without losing what the user had: EXIF, ICC profile, alpha, bit depth.
+
+``read`` returns a :class:`Picture`: the colour pixels (EXIF orientation already applied), the alpha
+plane if any, and the metadata to write back. ``write`` writes a picture atomically (temporary file, then
+rename), so an interrupted batch never leaves a half-written output behind.
+
+Pillow does most of the work. Two cases it cannot do losslessly are delegated:
+16-bit RGB(A) PNG (Pillow has no 16-bit colour mode) goes through pypng, and 16-bit TIFF through
+tifffile (a scikit-image dependency). Every failure raises :class:`ImageFileError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import png
+import tifffile
+from PIL import Image, ImageFile
+
+# Output formats and their extensions. Input may be anything Pillow opens; formats not listed here are
+# written as PNG.
+FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif"}
+FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
+IMAGE_SUFFIXES = {
+    ".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm", ".tga",
+}
+ORIENTATION_TAG = 0x0112
+ICC_TIFF_TAG = 34675
+
+
+class ImageFileError(Exception):
+    """A file that cannot be read or written, with the reason in words."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Decoded pixels plus the metadata to carry to the output.
+
+    ``color`` is HxWx3 (RGB) or HxWx1 (grayscale), uint8 or uint16. ``alpha``, if present, is HxW of
+    the same dtype. ``exif`` already has its orientation reset to 1 (the pixels are upright).
+    """
+
+    color: np.ndarray
+    alpha: np.ndarray | None = None
+    format: str = "png"
+    exif: bytes | None = None
+    icc: bytes | None = None
+
+    @property
+    def gray(self) -> bool:
+        return self.color.shape[2] == 1
+
+    @property
+    def megapixels(self) -> float:
+        return self.color.shape[0] * self.color.shape[1] / 1e6
+
+
+def normalize_format(name: str) -> str:
+    name = name.lower().lstrip(".")
+    name = FORMAT_ALIASES.get(name, name)
+    if name not in FORMATS:
+        raise ValueError(f"unsupported output format {name!r} (choose from png, jpg, webp, tiff)")
+    return name
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1..8) to an HxW[xC] array, as Pillow's ``exif_transpose`` does."""
+    swap = (1, 0) + tuple(range(2, array.ndim))
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(swap),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a[::-1, ::-1].transpose(swap),
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops.get(orientation, ops[1])(array))
+
+
+def _split_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pillow image -> (HxWxC colour, alpha or None), converting exotic modes to RGB(A)/L."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        im = im.convert("RGB")
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(im)
+        if a.min() < 0 or a.max() > 65535:
+            raise ValueError(f"32-bit integer pixels ({mode}) are not supported")
+        return a.astype(np.uint16)[..., None], None
+    if mode == "F":
+        raise ValueError("floating-point images are not supported")
+    a = np.asarray(im)
+    if mode == "L":
+        return a[..., None], None
+    if mode == "LA":
+        return a[..., :1], a[..., 1].copy()
+    if mode == "RGB":
+        return a, None
+    if mode == "RGBA":
+        return a[..., :3], a[..., 3].copy()
+    raise ValueError(f"unsupported image mode {mode}")
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) of a PNG file, or None if it is not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return head[24], head[25]
+
+
+def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    w, h, rows, info = png.Reader(filename=str(path)).asDirect()
+    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info["planes"])
+    if info["alpha"]:
+        return a[..., :-1], a[..., -1].copy()
+    return a, None
+
+
+def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        a = page.asarray()
+        icc = page.tags.get(ICC_TIFF_TAG)
+        icc = bytes(icc.value) if icc is not None else None
+    if a.ndim == 2:
+        return a[..., None], None, icc
+    if a.shape[2] == 4:
+        return a[..., :3], a[..., 3].copy(), icc
+    if a.shape[2] == 2:
+        return a[..., :1], a[..., 1].copy(), icc
+    return a[..., :3], None, icc
+
+
+def read(path: Path) -> Picture:
+    """Decode ``path``; raises :class:`ImageFileError` for anything unreadable."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            fmt = (im.format or "png").lower()
+            exif = im.getexif()
+            orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
+            icc = im.info.get("icc_profile")
+            bits = im.tag_v2.get(258) if fmt == "tiff" else None
+            header = _png_header(path) if fmt == "png" else None
+            if header is not None and header[0] == 16 and header[1] in (2, 6):
+                color, alpha = _read_png16(path)
+            elif bits is not None and max(np.atleast_1d(bits)) == 16:
+                color, alpha, icc = _read_tiff16(path)
+            else:
+                im.load()
+                if im.mode == "CMYK":
+                    icc = None  # the profile describes CMYK, not the RGB we convert to
+                color, alpha = _split_pillow(im)
+    except FileNotFoundError:
+        raise ImageFileError(path, "file not found") from None
+    except Image.DecompressionBombError as e:
+        raise ImageFileError(path, f"image too large ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, png.Error, tifffile.TiffFileError) as e:
+        reason = str(e) or type(e).__name__
+        if "cannot identify image file" in reason:
+            reason = "not an image, or a format Pillow cannot read"
+        raise ImageFileError(path, reason) from None
+    if color.shape[0] == 0 or color.shape[1] == 0:
+        raise ImageFileError(path, "image has no pixels")
+    exif_bytes = None
+    if len(exif):
+        if orientation != 1:
+            exif[ORIENTATION_TAG] = 1
+        exif_bytes = exif.tobytes()
+    color = orient(color, orientation)
+    alpha = orient(alpha, orientation) if alpha is not None else None
+    return Picture(color=color, alpha=alpha, format=fmt if fmt in FORMATS else "png", exif=exif_bytes, icc=icc)
+
+
+def to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Convert between uint8 and uint16 keeping the full-scale value."""
+    if array.dtype == dtype:
+        return array
+    if dtype == np.uint8:
+        return np.round(array.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+    return array.astype(np.uint16) * 257
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _encode_png16(pic: Picture) -> bytes:
+    planes = [pic.color] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
+    a = np.concatenate(planes, axis=2)
+    h, w, c = a.shape
+    writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+    buf = io.BytesIO()
+    writer.write_array(buf, a.reshape(-1))
+    data = buf.getvalue()
+    extra = b""
+    if pic.icc:
+        extra += _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(pic.icc))
+    if pic.exif:
+        exif = pic.exif[6:] if pic.exif.startswith(b"Exif\x00\x00") else pic.exif
+        extra += _png_chunk(b"eXIf", exif)
+    ihdr_end = 8 + 25  # signature + IHDR chunk
+    return data[:ihdr_end] + extra + data[ihdr_end:]
+
+
+def _encode(pic: Picture, fmt: str, quality: int) -> bytes:
+    wide = pic.color.dtype == np.uint16
+    if wide and fmt == "png" and not (pic.gray and pic.alpha is None):
+        return _encode_png16(pic)
+    if wide and fmt == "tiff":
+        planes = [pic.color] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
+        a = np.concatenate(planes, axis=2)
+        buf = io.BytesIO()
+        extratags = [(ICC_TIFF_TAG, 7, len(pic.icc), pic.icc, True)] if pic.icc else []
+        tifffile.imwrite(
+            buf, a if a.shape[2] > 1 else a[..., 0],
+            photometric="minisblack" if pic.gray else "rgb",
+            extrasamples=["unassalpha"] if pic.alpha is not None else None,
+            compression="zlib", extratags=extratags,
+        )
+        return buf.getvalue()
+    if wide and fmt == "png":
+        im = Image.fromarray(pic.color[..., 0], mode="I;16")
+    else:
+        color = to_dtype(pic.color, np.uint8)
+        alpha = to_dtype(pic.alpha, np.uint8) if pic.alpha is not None and fmt != "jpeg" else None
+        if pic.gray:
+            im = Image.fromarray(color[..., 0], "L")
+            if alpha is not None:
+                im = Image.merge("LA", (im, Image.fromarray(alpha, "L")))
+        else:
+            im = Image.fromarray(color, "RGB")
+            if alpha is not None:
+                im.putalpha(Image.fromarray(alpha, "L"))
+    kwargs: dict = {}
+    if pic.icc:
+        kwargs["icc_profile"] = pic.icc
+    if pic.exif:
+        kwargs["exif"] = pic.exif
+    if fmt == "jpeg":
+        kwargs.update(quality=quality, subsampling=0)
+    elif fmt == "webp":
+        kwargs.update(quality=quality, method=4)
+    elif fmt == "tiff":
+        kwargs.update(compression="tiff_deflate")
+    buf = io.BytesIO()
+    im.save(buf, format=fmt.upper(), **kwargs)
+    return buf.getvalue()
+
+
+def write(pic: Picture, path: Path, fmt: str | None = None, quality: int = 95) -> None:
+    """Encode ``pic`` as ``fmt`` (default: its own format) and write it atomically to ``path``.
+
+    16-bit pictures stay 16-bit in PNG and TIFF; JPEG and WebP are 8-bit, so they are converted.
+    JPEG has no alpha channel: alpha is dropped there.
+    """
+    path = Path(path)
+    fmt = normalize_format(fmt or pic.format)
+    try:
+        data = _encode(pic, fmt, quality)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".sharpkd-", suffix=path.suffix, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except (OSError, ValueError) as e:
+        raise ImageFileError(path, f"cannot write: {e}") from None
+
+
+def with_pixels(pic: Picture, color: np.ndarray) -> Picture:
+    """The same picture (alpha, metadata) with new colour pixels."""
+    return replace(pic, color=color)
+
+
+# Allow slightly truncated files? No: a truncated photo is reported, not silently half-enhanced.
+ImageFile.LOAD_TRUNCATED_IMAGES = False

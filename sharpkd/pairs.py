@@ -1,0 +1,91 @@
+"""Prepared pairs in RAM (uint8) and a sampler of random aligned crops with the 8 flips/rotations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+class DatasetError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    hr: np.ndarray  # HxWx3 uint8
+    lq: np.ndarray  # same size: the degraded copy
+
+
+def read_manifest(dataset_dir: Path) -> dict:
+    path = Path(dataset_dir) / "manifest.json"
+    if not path.exists():
+        raise DatasetError(f"{dataset_dir}: no prepared data set here (run `sharpkd prepare` first)")
+    return json.loads(path.read_text())
+
+
+def load_split(dataset_dir: Path, split: str) -> list[Pair]:
+    """All pairs of one split ("train" or "val") of a prepared data set."""
+    dataset_dir = Path(dataset_dir)
+    manifest = read_manifest(dataset_dir)
+    pairs = []
+    for entry in manifest["entries"]:
+        if entry["split"] != split or "files" not in entry:
+            continue
+        for name in entry["files"]:
+            d = dataset_dir / split
+            try:
+                hr = np.asarray(Image.open(d / "hr" / f"{name}.png").convert("RGB"))
+                lq = np.asarray(Image.open(d / "lq" / f"{name}.png").convert("RGB"))
+            except OSError as e:
+                raise DatasetError(f"{d}: cannot read pair {name}: {e} (re-run `sharpkd prepare`)") from None
+            pairs.append(Pair(name, hr, lq))
+    return pairs
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """NxHxWx3 (or HxWx3) uint8 -> Nx3xHxW float in 0..1."""
+    if images.ndim == 3:
+        images = images[None]
+    return torch.from_numpy(np.array(images, copy=not images.flags.writeable, order="C")).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class CropSampler:
+    """Random ``patch`` crops, corners on the ``align`` grid (the degradation's scale), picked with
+    probability proportional to image area, each with one of the 8 flips/rotations."""
+
+    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int) -> None:
+        self.pairs = [p for p in pairs if min(p.hr.shape[:2]) >= patch]
+        if not self.pairs:
+            raise DatasetError(f"no training image is at least {patch} px on both sides")
+        areas = np.array([p.hr.shape[0] * p.hr.shape[1] for p in self.pairs], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self.patch, self.align = patch, align
+        self.rng = np.random.default_rng(seed)
+
+    def state(self) -> str:
+        return json.dumps(self.rng.bit_generator.state)
+
+    def set_state(self, state: str) -> None:
+        self.rng.bit_generator.state = json.loads(state)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(lq, hr), each nx3xPxP float in 0..1."""
+        p, a = self.patch, self.align
+        lq = np.empty((n, p, p, 3), np.uint8)
+        hr = np.empty((n, p, p, 3), np.uint8)
+        for i in range(n):
+            pair = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
+            h, w = pair.hr.shape[:2]
+            y = int(self.rng.integers(0, (h - p) // a + 1)) * a
+            x = int(self.rng.integers(0, (w - p) // a + 1)) * a
+            k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+            for src, dst in ((pair.lq, lq), (pair.hr, hr)):
+                c = np.rot90(src[y : y + p, x : x + p], k)
+                dst[i] = c[:, ::-1] if flip else c
+        return to_tensor(lq), to_tensor(hr)

@@ -1,0 +1,233 @@
+"""The training loop shared by ``train-teacher`` and ``distill``: it trains any model with any loss.
+
+Reads top to bottom: resume or start -> for each step: sample a batch, one optimiser step, EMA update,
+log -> every ``val_every`` steps: validate the EMA weights, save -> at the end: save the final weights.
+
+A run directory holds:
+    config.json   the resolved configuration (architecture, model config, training config, data set)
+    last.pt       the resumable checkpoint (model, EMA, extra modules, optimiser, RNG states), atomic
+    model.pt      the EMA weights alone: what ``sharpkd enhance --weights RUN`` loads
+    log.jsonl     one JSON line per log interval and per validation
+    curves.png    loss and validation curves
+The loop keeps no module-level state; one call of :func:`train_step` is one optimiser step, so a
+distributed launcher can wrap it later.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from sharpkd import metrics, tiling
+from sharpkd.pairs import CropSampler, Pair, to_tensor
+
+# loss(lq, hr) -> (loss tensor, {part name: float}) ; it closes over the model(s) it trains
+LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainError(Exception):
+    """A problem the user can fix (wrong run directory, corrupt checkpoint...)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20000
+    batch_size: int = 16
+    patch: int = 128
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup: int = 200
+    ema: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 25
+    val_every: int = 1000
+    ckpt_every: int = 200
+
+
+@dataclass
+class RunSpec:
+    """What a run trains: stored in config.json and checked on resume."""
+
+    arch: str
+    model_config: dict
+    dataset: str
+    align: int
+    loss: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def identity(self) -> dict:
+        return {"arch": self.arch, "model_config": self.model_config, "loss": self.loss}
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay from ``lr`` to ``min_lr``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1.0 - decay)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, pairs: list[Pair], crop: int, tile: int = 0) -> dict:
+    """Mean PSNR-Y / SSIM-Y of the model's output and of the degraded input against HR (project convention)."""
+    model.eval()
+    conv = metrics.Convention(crop=crop)
+    device = next(model.parameters()).device
+    rows = []
+    for p in pairs:
+        out = tiling.run(model, to_tensor(p.lq).to(device), tile, model.context, model.config.unshuffle)
+        out8 = out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+        rows.append((*metrics.psnr_ssim(out8, p.hr, conv), *metrics.psnr_ssim(p.lq, p.hr, conv)))
+    m = np.mean(np.array(rows), axis=0)
+    return {"psnr_y": m[0], "ssim_y": m[1], "psnr_in": m[2], "ssim_in": m[3], "gain": m[0] - m[2], "images": len(pairs)}
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def weights_file(spec: RunSpec, state_dict: dict, info: dict) -> dict:
+    """The contents of a loadable weights file (``model.pt``): tensors plus JSON-able metadata."""
+    return {"arch": spec.arch, "config": spec.model_config, "state_dict": state_dict, "info": json.dumps(info)}
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file; all mean the same to the user
+        raise TrainError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
+
+
+def train_step(model: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, lq: torch.Tensor, hr: torch.Tensor, lr: float, clip: float) -> dict:
+    """One optimiser step; returns the logged loss parts."""
+    model.train()
+    for g in opt.param_groups:
+        g["lr"] = lr
+    loss, parts = loss_fn(lq, hr)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for g in opt.param_groups for p in g["params"]]
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    return {"loss": float(loss.detach()), **parts}
+
+
+def fit(
+    run_dir: Path,
+    spec: RunSpec,
+    model: nn.Module,
+    loss_fn: LossFn,
+    train_pairs: list[Pair],
+    val_pairs: list[Pair],
+    cfg: TrainConfig,
+    extra: nn.Module | None = None,
+    device: str = "cpu",
+    on_step: Callable[[int, int, dict], None] | None = None,
+) -> dict:
+    """Train ``model`` (and ``extra``, e.g. distillation adapters) until ``cfg.steps``; resumable.
+
+    Returns the last validation result. Raises KeyboardInterrupt after saving a checkpoint on Ctrl-C.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
+    sampler = CropSampler(train_pairs, cfg.patch, spec.align, cfg.seed)
+    step, best = 0, {}
+
+    last = run_dir / "last.pt"
+    if last.exists():
+        ck = load_checkpoint(last)
+        stored = json.loads(ck["spec"])
+        if stored != spec.identity():
+            raise TrainError(
+                f"{run_dir} holds a run of a different model ({stored['arch']} {stored['model_config']}, loss "
+                f"{stored['loss']}); use another --run directory or delete that one"
+            )
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        if extra is not None:
+            extra.load_state_dict(ck["extra"])
+        opt.load_state_dict(ck["optimizer"])
+        torch.set_rng_state(ck["torch_rng"])
+        sampler.set_state(ck["sampler_rng"])
+        step, best = ck["step"], json.loads(ck["val"])
+    config = {"spec": asdict(spec), "train": asdict(cfg), "device": device, "torch": torch.__version__}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+    def checkpoint() -> None:
+        save_atomic(
+            {
+                "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
+                "extra": extra.state_dict() if extra is not None else {}, "optimizer": opt.state_dict(),
+                "torch_rng": torch.get_rng_state(), "sampler_rng": sampler.state(),
+                "spec": json.dumps(spec.identity()), "val": json.dumps(best),
+            },
+            last,
+        )
+
+    def validate_and_save() -> None:
+        nonlocal best
+        best = {"step": step, **evaluate(ema, val_pairs, crop=spec.align)} if val_pairs else {"step": step}
+        info = {"step": step, "val": best, "dataset": spec.dataset, "loss": spec.loss}
+        save_atomic(weights_file(spec, ema.state_dict(), info), run_dir / "model.pt")
+        with open(run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "val": best}) + "\n")
+        from sharpkd.figures import plot_curves
+
+        plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
+
+    log_file = open(run_dir / "log.jsonl", "a")
+    acc: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        while step < cfg.steps:
+            lq, hr = sampler.batch(cfg.batch_size)
+            parts = train_step(model, loss_fn, opt, lq.to(device), hr.to(device), lr_at(step, cfg), cfg.grad_clip)
+            ema_update(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
+            step += 1
+            for k, v in parts.items():
+                acc[k] = acc.get(k, 0.0) + v
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                row = {"step": step, "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t0, 2)}
+                log_file.write(json.dumps(row | {k: v / n for k, v in acc.items()}) + "\n")
+                log_file.flush()
+                acc = {}
+            if on_step:
+                on_step(step, cfg.steps, parts)
+            if step % cfg.ckpt_every == 0:
+                checkpoint()
+            if step % cfg.val_every == 0 and step < cfg.steps:
+                validate_and_save()
+                checkpoint()
+    except KeyboardInterrupt:
+        checkpoint()
+        raise
+    finally:
+        log_file.close()
+    if not (run_dir / "model.pt").exists() or best.get("step") != step:
+        validate_and_save()
+        checkpoint()
+    return best
