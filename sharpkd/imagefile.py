@@ -232,7 +232,7 @@ def _encode_png16(pic: Picture) -> bytes:
 
 def _encode(pic: Picture, fmt: str, quality: int) -> bytes:
     wide = pic.color.dtype == np.uint16
-    if wide and fmt == "png" and not (pic.gray and pic.alpha is None):
+    if wide and fmt == "png":
         return _encode_png16(pic)
     if wide and fmt == "tiff":
         planes = [pic.color] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
@@ -246,19 +246,16 @@ def _encode(pic: Picture, fmt: str, quality: int) -> bytes:
             compression="zlib", extratags=extratags,
         )
         return buf.getvalue()
-    if wide and fmt == "png":
-        im = Image.fromarray(pic.color[..., 0], mode="I;16")
+    color = to_dtype(pic.color, np.uint8)
+    alpha = to_dtype(pic.alpha, np.uint8) if pic.alpha is not None and fmt != "jpeg" else None
+    if pic.gray:
+        im = Image.fromarray(color[..., 0], "L")
+        if alpha is not None:
+            im = Image.merge("LA", (im, Image.fromarray(alpha, "L")))
     else:
-        color = to_dtype(pic.color, np.uint8)
-        alpha = to_dtype(pic.alpha, np.uint8) if pic.alpha is not None and fmt != "jpeg" else None
-        if pic.gray:
-            im = Image.fromarray(color[..., 0], "L")
-            if alpha is not None:
-                im = Image.merge("LA", (im, Image.fromarray(alpha, "L")))
-        else:
-            im = Image.fromarray(color, "RGB")
-            if alpha is not None:
-                im.putalpha(Image.fromarray(alpha, "L"))
+        im = Image.fromarray(color, "RGB")
+        if alpha is not None:
+            im.putalpha(Image.fromarray(alpha, "L"))
     kwargs: dict = {}
     if pic.icc:
         kwargs["icc_profile"] = pic.icc

@@ -1,0 +1,3 @@
+from sharpkd.cli import main
+
+main(prog_name="sharpkd")

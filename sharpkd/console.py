@@ -1,0 +1,50 @@
+"""Consoles, progress bars and the one way a command fails: ``fail()`` prints a clear message, no traceback."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    raise SystemExit(code)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+class RateColumn(ProgressColumn):
+    """Speed of a task whose units are ``unit`` (e.g. MP/s, it/s)."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.2f} {self.unit}" if task.speed else f"- {self.unit}", style="cyan")
+
+
+def progress(unit: str, quiet: bool = False) -> Progress:
+    """A progress bar on stderr with done/total, rate in ``unit``/s and ETA."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.1f}/{task.total:.1f}" if unit == "MP" else "{task.completed:.0f}/{task.total:.0f}"),
+        RateColumn(f"{unit}/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    )

@@ -1,0 +1,35 @@
+import torch
+
+from sharpkd import models
+from sharpkd.models.student import Student, StudentConfig
+from sharpkd.models.teacher import Teacher, TeacherConfig
+
+
+def test_round_trip_state_dict_same_config_and_output():
+    for arch, cfg in [("student", {"channels": 24, "blocks": 2}), ("teacher", {"channels": 16, "blocks": 2})]:
+        a = models.build(arch, cfg)
+        for p in a.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        b = models.build(arch, a.config.to_dict())
+        b.load_state_dict(a.state_dict())
+        assert b.config == a.config
+        x = torch.rand(1, 3, 32, 40)
+        assert torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_fresh_models_start_as_identity():
+    x = torch.rand(2, 3, 16, 24)
+    for m in (Student(), Teacher(TeacherConfig(channels=16, blocks=2))):
+        assert torch.equal(m(x), x)
+
+
+def test_features_one_per_block_with_declared_channels():
+    s = Student(StudentConfig(channels=24, blocks=3))
+    out, feats = s.forward_features(torch.rand(1, 3, 16, 16))
+    assert len(feats) == 3 and [f.shape[1] for f in feats] == s.feature_channels
+    assert feats[0].shape[-2:] == (4, 4)
+
+
+def test_teacher_costs_far_more_than_student():
+    assert models.parameter_count(Teacher()) > 5 * models.parameter_count(Student())
+    assert models.parameter_count(Student()) <= 600_000

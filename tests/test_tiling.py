@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from sharpkd.models.student import Student, StudentConfig
+from sharpkd.models.teacher import Teacher, TeacherConfig
+from sharpkd.tiling import plan, run
+
+
+def trained_like(model):
+    """Random weights everywhere (the tail starts at zero, which would hide context errors)."""
+    torch.manual_seed(0)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return model.eval()
+
+
+MODELS = [trained_like(Student(StudentConfig(channels=16, blocks=3))), trained_like(Teacher(TeacherConfig(channels=16, blocks=2)))]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=["student", "teacher"])
+@pytest.mark.parametrize("size", [(150, 203), (37, 61), (1, 90), (90, 1), (130, 7), (64, 64)])
+def test_tiled_equals_whole(model, size):
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        whole = run(model, x, 0, model.context, 4)
+        tiled = run(model, x, 32, model.context, 4)
+    assert whole.shape == x.shape
+    assert (whole - tiled).abs().max().item() < 1e-4
+
+
+def test_too_small_a_margin_shows_seams():
+    """The check above can fail: with half the context the tiles disagree with the whole image."""
+    model = MODELS[0]
+    x = torch.rand(1, 3, 150, 203)
+    with torch.no_grad():
+        whole = run(model, x, 0, model.context, 4)
+        tiled = run(model, x, 32, model.context // 2, 4)
+    assert (whole - tiled).abs().max().item() > 1e-3
+
+
+def test_context_bound_is_safe():
+    """An impulse moves no output pixel further than the model's reported context."""
+    for model in MODELS:
+        x = torch.rand(1, 3, 160, 160)
+        y = x.clone()
+        y[..., 80, 80] += 1.0
+        with torch.no_grad():
+            diff = (model(x) - model(y)).abs().sum(1)[0]
+        rows, cols = torch.nonzero(diff > 0, as_tuple=True)
+        assert (rows - 80).abs().max() <= model.context and (cols - 80).abs().max() <= model.context
+
+
+def test_plan_covers_every_pixel_once():
+    tiles = plan(200, 136, 64, 20, 4)
+    cover = torch.zeros(200, 136)
+    for t in tiles:
+        cover[t.y0 : t.y1, t.x0 : t.x1] += 1
+        assert t.ry0 % 4 == 0 and t.rx0 % 4 == 0 and t.ry0 <= t.y0 and t.ry1 >= t.y1
+    assert torch.all(cover == 1)
+    with pytest.raises(ValueError):
+        plan(201, 136, 64, 20, 4)
