@@ -113,5 +113,215 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, overwrite, tile, upscal
     raise SystemExit(1 if summary.failed else 0)
 
 
+@main.command("demo")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder for the side-by-side PNGs.")
+@click.option("--model", type=MODEL_CHOICES, help="Bundled model [default: your installed student, else the bundled student].")
+@click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
+@click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True)
+@click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
+def demo_cmd(output, model, weights, tile, device) -> None:
+    """Degrade scikit-image's sample photos, sharpen them, and show the result against the originals."""
+    from sharpkd.demo import run_demo
+    from sharpkd.metrics import DEFAULT
+
+    loaded = load_model(model, weights, device)
+    with console.err.status("enhancing the sample photos..."):
+        rows = run_demo(loaded, output, tile)
+    table = Table(title=f"sharpkd demo ({escape(loaded.name)}); {DEFAULT.describe()}")
+    for col in ("photo", "degraded PSNR-Y", "sharpkd PSNR-Y", "gain dB", "degraded SSIM-Y", "sharpkd SSIM-Y"):
+        table.add_column(col, justify="left" if col == "photo" else "right")
+    for r in rows:
+        table.add_row(r.photo, f"{r.lq_psnr:.2f}", f"{r.out_psnr:.2f}", f"{r.gain:+.2f}", f"{r.lq_ssim:.4f}", f"{r.out_ssim:.4f}")
+    n = len(rows)
+    table.add_row("mean", f"{sum(r.lq_psnr for r in rows) / n:.2f}", f"{sum(r.out_psnr for r in rows) / n:.2f}",
+                  f"{sum(r.gain for r in rows) / n:+.2f}", f"{sum(r.lq_ssim for r in rows) / n:.4f}", f"{sum(r.out_ssim for r in rows) / n:.4f}", style="bold")
+    console.out.print(table)
+    console.out.print(f"side-by-side figures (degraded | sharpkd | original): {escape(str(output))}/")
+
+
+@main.command("score")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("gt_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--baseline", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of degraded inputs: adds their scores and the gain.")
+@click.option("--crop", type=click.IntRange(min=0), default=4, show_default=True, help="Border pixels removed on each side before scoring.")
+@click.option("--rgb", is_flag=True, help="Score the RGB channels instead of the BT.601 luma Y.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as CSV.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the table as JSON.")
+@click.option("--worst", type=click.IntRange(min=1), help="List the N images with the smallest gain (lowest PSNR without --baseline).")
+@click.option("--figure", "figure_dir", type=click.Path(file_okay=False, path_type=Path), help="Write a side-by-side PNG per image here (needs --baseline).")
+def score_cmd(out_dir, gt_dir, baseline, crop, rgb, csv_path, json_path, worst, figure_dir) -> None:
+    """PSNR/SSIM of every image in OUT_DIR against the same-named one in GT_DIR (literature conventions)."""
+    from sharpkd import score
+    from sharpkd.metrics import Convention
+
+    if figure_dir and not baseline:
+        raise click.UsageError("--figure needs --baseline (the figure shows degraded | output | ground truth)")
+    report = score.score_folders(out_dir, gt_dir, baseline, Convention(rgb=rgb, crop=crop))
+    for p in report.ambiguous:
+        console.warn(f"{p}: several files share this name; not scored")
+    for p in report.unmatched_out:
+        console.warn(f"{p}: no ground truth with this name in {gt_dir}")
+    for p in report.unmatched_gt:
+        console.warn(f"{p}: no output with this name in {out_dir}")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    table = Table(title=f"{report.convention.describe()}")
+    cols = ["image", "PSNR dB", "SSIM"] + (["baseline PSNR", "baseline SSIM", "gain dB"] if baseline else [])
+    for c in cols:
+        table.add_column(c, justify="left" if c == "image" else "right")
+    for r in report.rows:
+        if r.error:
+            table.add_row(escape(r.name), f"[red]{escape(r.error)}[/]", *[""] * (len(cols) - 2))
+            continue
+        extra = [fmt(r.base_psnr, ".2f"), fmt(r.base_ssim, ".4f"), fmt(r.gain, "+.2f")] if baseline else []
+        table.add_row(escape(r.name), fmt(r.psnr, ".2f"), fmt(r.ssim, ".4f"), *extra)
+    m = report.mean()
+    if m:
+        extra = [fmt(m["base_psnr"], ".2f"), fmt(m["base_ssim"], ".4f"), fmt(m["gain"], "+.2f")] if baseline else []
+        table.add_row(f"mean of {m['images']}", fmt(m["psnr"], ".2f"), fmt(m["ssim"], ".4f"), *extra, style="bold")
+    console.out.print(table)
+    if worst:
+        console.out.print(f"worst {worst}: " + ", ".join(f"{escape(r.name)} ({fmt(r.gain if r.gain is not None else r.psnr, '+.2f' if r.gain is not None else '.2f')})" for r in report.worst(worst)))
+    if csv_path:
+        score.write_csv(report, csv_path)
+    if json_path:
+        score.write_json(report, json_path)
+    if figure_dir:
+        n = score.write_figures(report, out_dir, gt_dir, baseline, figure_dir)
+        console.out.print(f"{n} figures in {escape(str(figure_dir))}")
+    if not report.rows:
+        fail(f"no image in {out_dir} has a same-named ground truth in {gt_dir}")
+
+
+@main.command("prepare")
+@click.option("--div2k", type=click.Path(path_type=Path), help="DIV2K folder (holding DIV2K_train_HR/ and/or DIV2K_valid_HR/, or one of them).")
+@click.option("--images", type=click.Path(path_type=Path), help="Any folder of high-resolution images; the last --val-count (by name) are validation.")
+@click.option("--sample", is_flag=True, help="Use scikit-image's sample photos (works on a fresh machine).")
+@click.option("--name", help="Data set name [default: div2k, the --images folder name, or sample].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Data dir to write under [default: $SHARPKD_HOME or the user data dir].")
+@click.option("--val-count", type=click.IntRange(min=1), default=10, show_default=True, help="Validation images held out of --images (or of a DIV2K folder without DIV2K_valid_HR).")
+@click.option("--subimage", type=click.IntRange(min=0), default=0, show_default=True, help="Cut pairs into sub-images of this size (e.g. 480); 0 keeps whole images.")
+@click.option("--step", type=click.IntRange(min=1), default=240, show_default=True, help="Stride between sub-images.")
+@click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Gaussian blur sigma of the degradation.")
+@click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Down/up-scaling factor of the degradation.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
+def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sigma, scale, workers) -> None:
+    """Degrade high-resolution images into training pairs (blur, x4 bicubic down, bicubic up)."""
+    from sharpkd import paths, prepare
+    from sharpkd.degrade import Recipe
+
+    if sum(map(bool, (div2k, images, sample))) != 1:
+        raise click.UsageError("give exactly one of --div2k PATH, --images DIR, --sample")
+    try:
+        if div2k:
+            sources, default = prepare.div2k_sources(div2k, val_count), "div2k"
+        elif images:
+            if not images.is_dir():
+                fail(f"{images}: not a folder")
+            sources, default = prepare.split_folder(images, val_count), images.resolve().name
+        else:
+            sources, default = prepare.sample_sources(), "sample"
+        dataset_dir = paths.datasets_dir(out) / (name or default)
+        with console.progress("img") as bar:
+            task = bar.add_task(f"preparing {escape(dataset_dir.name)}", total=len(sources))
+            result = prepare.prepare(sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task))
+    except prepare.PrepareError as e:
+        fail(str(e))
+    for path, reason in result.skipped:
+        console.warn(f"skipped {path}: {reason}")
+    console.out.print(
+        f"{escape(str(dataset_dir))}: {result.counts['train']} train / {result.counts['val']} val pairs "
+        f"({result.written} sources written, {result.existing} already there, {len(result.skipped)} skipped)"
+    )
+    if result.counts["train"] == 0:
+        fail("no training pairs: every source was skipped")
+
+
+def training_progress(total_label: str):
+    """A rich progress bar for a training loop and the on_step callback that drives it."""
+    bar = console.progress("it")
+    task = bar.add_task(total_label, total=1)
+
+    def on_step(step: int, total: int, parts: dict) -> None:
+        bar.update(task, completed=step, total=total, description=f"{total_label} loss {parts['loss']:.4f}")
+
+    return bar, on_step
+
+
+def run_training(label: str, train_fn) -> dict:
+    """Run a training function under a progress bar; Ctrl-C saves a checkpoint and says how to resume."""
+    from sharpkd.pairs import DatasetError
+    from sharpkd.training import TrainError
+
+    bar, on_step = training_progress(label)
+    try:
+        with bar:
+            return train_fn(on_step)
+    except KeyboardInterrupt:
+        fail("interrupted: checkpoint saved; run the same command again to resume", code=130)
+    except (TrainError, DatasetError, pretrained.WeightsError) as e:
+        fail(str(e))
+
+
+def print_validation(val: dict, run_dir: Path) -> None:
+    if "psnr_y" in val:
+        console.out.print(
+            f"step {val['step']}: PSNR-Y {val['psnr_y']:.2f} dB (input {val['psnr_in']:.2f}, gain {val['gain']:+.2f}), "
+            f"SSIM-Y {val['ssim_y']:.4f} on {val['images']} validation images"
+        )
+    console.out.print(f"weights: {escape(str(run_dir / 'model.pt'))}  (use: sharpkd enhance --weights {escape(str(run_dir))} ...)")
+
+
+def train_options(f):
+    """Options shared by the two training commands."""
+    for opt in reversed([
+        click.option("--dataset", help="Prepared data set: name or folder [default: the newest prepared one]."),
+        click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="Run folder; an existing one is resumed."),
+        click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
+        click.option("--patch", type=click.IntRange(min=16), default=128, show_default=True, help="Crop size in pixels."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True, help="Peak learning rate (cosine schedule)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Validate, save weights and redraw curves every N steps."),
+        click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True),
+    ]):
+        f = opt(f)
+    return f
+
+
+def train_config(steps, batch_size, patch, lr, seed, val_every):
+    from sharpkd.training import TrainConfig
+
+    return TrainConfig(steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10))
+
+
+def dataset_or_fail(name: str | None) -> Path:
+    from sharpkd.pairs import DatasetError, find_dataset
+
+    try:
+        return find_dataset(name)
+    except DatasetError as e:
+        fail(str(e))
+
+
+@main.command("train-teacher")
+@train_options
+@click.option("--arch", type=click.Choice(["teacher", "student"]), default="teacher", show_default=True, help="student: train the student alone with plain L1 (the no-distillation baseline).")
+@click.option("--channels", type=click.IntRange(min=1), help="Override the architecture's width.")
+@click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, arch, channels, blocks) -> None:
+    """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
+    from sharpkd import paths
+    from sharpkd.train_teacher import train
+
+    dataset_dir = dataset_or_fail(dataset)
+    run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
+    overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
+    cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
+    dev = pretrained.resolve_device(device) if device != "cuda" else device
+    console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step))
+    print_validation(val, run_dir)
+
+
 if __name__ == "__main__":
     main()

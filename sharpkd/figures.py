@@ -99,3 +99,50 @@ def side_by_side(panels: list[np.ndarray], gap: int = 6) -> np.ndarray:
         if i < len(panels) - 1:
             parts.append(np.full((h, gap, 3), 255, np.uint8))
     return np.concatenate(parts, axis=1)
+
+
+def _display(image: np.ndarray) -> np.ndarray:
+    """uint8 RGB for drawing (16-bit scaled down, gray repeated)."""
+    if image.dtype == np.uint16:
+        image = np.round(image / 257.0).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[..., None]
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+
+
+def best_crop(before: np.ndarray, after: np.ndarray, truth: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left corner of the ``size`` square where ``after`` improved most over ``before`` (L1 to truth)."""
+    h, w = truth.shape[:2]
+    size = min(size, h, w)
+    t = truth.astype(np.float64)
+    gain = (np.abs(before.astype(np.float64) - t) - np.abs(after.astype(np.float64) - t)).reshape(h, w, -1).sum(axis=2)
+    integral = np.pad(gain.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
+    y, x = np.unravel_index(np.argmax(sums), sums.shape)
+    return int(y), int(x)
+
+
+def comparison(panels: list[tuple[str, np.ndarray]], zoom: int = 96, width: int = 420) -> np.ndarray:
+    """A figure: the panels' full views side by side (labelled), and under them the same zoomed crop of
+    each, taken where the second panel improved most over the first (relative to the last panel, the
+    ground truth). Labels may hold several lines (e.g. a name and its PSNR/SSIM)."""
+    images = [_display(a) for _, a in panels]
+    h, w = images[0].shape[:2]
+    scale = min(1.0, width / w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    y, x = best_crop(images[0], images[1], images[-1], zoom)
+    z = min(zoom, h, w)
+    factor = max(1, size[0] // z)
+    full, crops = [], []
+    for (text, _), img in zip(panels, images):
+        view = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS)) if scale < 1 else img
+        view = np.asarray(Image.fromarray(view).copy())
+        d = ImageDraw.Draw(im := Image.fromarray(view))
+        d.rectangle([x * scale, y * scale, (x + z) * scale, (y + z) * scale], outline=(255, 220, 0), width=2)
+        full.append(label(np.asarray(im), text))
+        crop = Image.fromarray(img[y : y + z, x : x + z]).resize((z * factor, z * factor), Image.NEAREST)
+        crops.append(label(np.asarray(crop), f"zoom x{factor}", size=13))
+    top, bottom = side_by_side(full), side_by_side(crops)
+    if bottom.shape[1] < top.shape[1]:
+        bottom = np.concatenate([bottom, np.full((bottom.shape[0], top.shape[1] - bottom.shape[1], 3), 255, np.uint8)], axis=1)
+    return np.concatenate([top, np.full((6, top.shape[1], 3), 255, np.uint8), bottom[:, : top.shape[1]]], axis=0)

@@ -89,3 +89,20 @@ class CropSampler:
                 c = np.rot90(src[y : y + p, x : x + p], k)
                 dst[i] = c[:, ::-1] if flip else c
         return to_tensor(lq), to_tensor(hr)
+
+
+def find_dataset(name: str | None, root: Path | None = None) -> Path:
+    """A prepared data set by folder path or by name under the data dir; with no name, the newest one."""
+    from sharpkd import paths
+
+    if name is not None and (Path(name) / "manifest.json").exists():
+        return Path(name)
+    base = paths.datasets_dir(root)
+    if name is not None:
+        if (base / name / "manifest.json").exists():
+            return base / name
+        raise DatasetError(f"no prepared data set {name!r} in {base} (run `sharpkd prepare --name {name} ...` first)")
+    found = sorted(base.glob("*/manifest.json"), key=lambda p: p.stat().st_mtime) if base.exists() else []
+    if not found:
+        raise DatasetError(f"no data set prepared in {base}: run `sharpkd prepare --sample` (or --div2k PATH, --images DIR)")
+    return found[-1].parent
