@@ -294,6 +294,13 @@ def train_config(steps, batch_size, patch, lr, seed, val_every):
     return TrainConfig(steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10))
 
 
+def device_or_fail(device: str) -> str:
+    try:
+        return pretrained.resolve_device(device)
+    except pretrained.WeightsError as e:
+        fail(str(e))
+
+
 def dataset_or_fail(name: str | None) -> Path:
     from sharpkd.pairs import DatasetError, find_dataset
 
@@ -317,10 +324,59 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
     overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
-    dev = pretrained.resolve_device(device) if device != "cuda" else device
+    dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step))
     print_validation(val, run_dir)
+
+
+@main.command("distill")
+@train_options
+@click.option("--teacher", help="Teacher: a run folder or weights file from train-teacher, or 'bundled' [default: the latest trained teacher, else the bundled one].")
+@click.option("--lambda-feat", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of the feature loss: MSE between adapted student features and teacher features.")
+@click.option("--lambda-out", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an L1 loss to the teacher's output (0 = off).")
+@click.option("--baseline", is_flag=True, help="Also train the same student without the teacher and write a report card (report.md, report.json).")
+@click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance and demo (stored in the data dir).")
+@click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
+@click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
+    """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
+
+    Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
+    input, the teacher, the distilled student and the student trained alone.
+    """
+    from sharpkd import distill, paths
+    from sharpkd.train_teacher import train as train_plain
+    from sharpkd.training import TrainError
+
+    dataset_dir = dataset_or_fail(dataset)
+    run_dir = run_dir or paths.runs_dir() / f"student-kd-{dataset_dir.name}"
+    overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
+    cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
+    dev = device_or_fail(device)
+    try:
+        loaded_teacher = distill.load_teacher(teacher, dev)
+    except (TrainError, pretrained.WeightsError) as e:
+        fail(str(e))
+    kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
+    console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
+    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step))
+    print_validation(val, run_dir)
+    if baseline:
+        base_dir = run_dir / "baseline"
+        console.out.print(f"baseline: the same student without the teacher -> {escape(str(base_dir))}")
+        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step))
+        print_validation(base_val, base_dir)
+        with console.err.status("measuring the report card..."):
+            text = distill.report_card(dataset_dir, run_dir, loaded_teacher, val, base_val, cfg, kd)
+        console.out.print(escape(text))
+        console.out.print(f"report: {escape(str(run_dir / 'report.md'))}")
+    if install_it:
+        try:
+            target = distill.install(run_dir)
+        except (TrainError, pretrained.WeightsError) as e:
+            fail(str(e))
+        console.out.print(f"installed: {escape(str(target))} is now the default student of enhance and demo")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,123 @@
+"""The training flow end to end on tiny data: prepare -> train-teacher -> distill --baseline -> enhance."""
+
+import json
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from sharpkd import distill, paths, pretrained
+from sharpkd.cli import main
+
+TINY = ["--steps", "3", "--batch-size", "2", "--patch", "32", "--val-every", "2"]
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two small HR photos (just above the 128 px minimum) prepared as data set 'tiny': one train, one val."""
+    src = tmp_path / "hr"
+    src.mkdir()
+    hr = skimage.data.coffee()
+    Image.fromarray(np.ascontiguousarray(hr[:136, :160])).save(src / "a.png")
+    Image.fromarray(np.ascontiguousarray(hr[200:336, 300:460])).save(src / "b.png")
+    r = run("prepare", "--images", src, "--name", "tiny", "--val-count", "1")
+    assert r.exit_code == 0, r.output
+    return paths.datasets_dir() / "tiny"
+
+
+def test_smoke_prepare_teacher_distill_baseline_enhance(dataset, tmp_path, photo):
+    teacher_run = paths.runs_dir() / "teacher-tiny"
+    r = run("train-teacher", "--dataset", "tiny", *TINY, "--channels", "8", "--blocks", "2")
+    assert r.exit_code == 0, r.output
+    for name in ("model.pt", "last.pt", "config.json", "log.jsonl", "curves.png"):
+        assert (teacher_run / name).exists(), name
+
+    r = run("distill", "--dataset", "tiny", *TINY, "--channels", "8", "--blocks", "2", "--baseline")
+    assert r.exit_code == 0, r.output
+    kd_run = paths.runs_dir() / "student-kd-tiny"
+    assert str(teacher_run) in r.output  # the latest trained teacher was picked
+    report = json.loads((kd_run / "report.json").read_text())
+    names = [e["name"] for e in report["entries"]]
+    assert names == ["degraded input (bicubic)", "teacher", "student + KD", "student alone"]
+    assert "Distillation" in (kd_run / "report.md").read_text()
+    assert report["kd_minus_alone_db"] == pytest.approx(report["entries"][2]["psnr_y"] - report["entries"][3]["psnr_y"])
+    assert all(e["macs_per_pixel"] > 0 for e in report["entries"][1:])
+    # the shipped student has no adapters: the weights file loads as a plain student
+    loaded = pretrained.load_file(kd_run)
+    assert loaded.arch == "student" and loaded.model.config.channels == 8
+
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.fromarray(photo).save(photos / "p.png")
+    r = run("enhance", photos, "-o", tmp_path / "out", "--weights", kd_run, "-q")
+    assert r.exit_code == 0, r.output
+    assert Image.open(tmp_path / "out" / "p.png").size == (photo.shape[1], photo.shape[0])
+
+
+def test_distill_resumes_and_installs(dataset):
+    run("train-teacher", "--dataset", "tiny", *TINY, "--channels", "8", "--blocks", "2")
+    kd_run = paths.runs_dir() / "kd"
+    assert run("distill", "--dataset", "tiny", "--run", kd_run, *TINY, "--channels", "8", "--blocks", "1").exit_code == 0
+    first = torch.load(kd_run / "last.pt", weights_only=True)["step"]
+    r = run("distill", "--dataset", "tiny", "--run", kd_run, *TINY[:1], "5", *TINY[2:], "--channels", "8", "--blocks", "1", "--install")
+    assert r.exit_code == 0, r.output
+    assert first == 3 and torch.load(kd_run / "last.pt", weights_only=True)["step"] == 5
+    assert paths.installed_student().exists()
+    assert pretrained.load().source == str(paths.installed_student())  # enhance's default now
+
+
+def test_distill_without_teacher_says_what_to_run(dataset):
+    r = run("distill", "--dataset", "tiny", *TINY)
+    assert r.exit_code == 1
+    assert "sharpkd train-teacher" in r.output
+
+
+def test_resuming_with_another_architecture_is_refused(dataset):
+    run_dir = paths.runs_dir() / "t"
+    assert run("train-teacher", "--dataset", "tiny", "--run", run_dir, *TINY, "--channels", "8", "--blocks", "2").exit_code == 0
+    r = run("train-teacher", "--dataset", "tiny", "--run", run_dir, *TINY, "--channels", "8", "--blocks", "3")
+    assert r.exit_code == 1 and "different model" in r.output
+
+
+def test_corrupt_checkpoint_is_reported(dataset):
+    run_dir = paths.runs_dir() / "t"
+    run_dir.mkdir(parents=True)
+    (run_dir / "last.pt").write_bytes(b"not a checkpoint")
+    r = run("train-teacher", "--dataset", "tiny", "--run", run_dir, *TINY, "--channels", "8", "--blocks", "2")
+    assert r.exit_code == 1 and "corrupt" in r.output and "last.pt" in r.output
+
+
+def test_no_dataset_prepared_says_what_to_run():
+    r = run("train-teacher", *TINY)
+    assert r.exit_code == 1 and "sharpkd prepare" in r.output
+
+
+def test_feature_pairs_span_the_teacher_depth():
+    assert distill.feature_pairs(4, 12) == [(0, 2), (1, 5), (2, 8), (3, 11)]
+    assert distill.feature_pairs(3, 3) == [(0, 0), (1, 1), (2, 2)]
+    assert distill.feature_pairs(8, 12)[-1] == (7, 11)
+
+
+def test_kd_loss_has_gradient_through_adapters_only_on_student_side():
+    from sharpkd.models import build
+
+    torch.manual_seed(0)
+    s, t = build("student", {"channels": 8, "blocks": 2}), build("teacher", {"channels": 12, "blocks": 4}).eval()
+    ad = distill.Adapters(s.feature_channels, t.feature_channels, distill.feature_pairs(2, 4))
+    loss_fn = distill.kd_loss(s, t, ad, distill.DistillConfig(lambda_feat=1.0, lambda_out=0.5))
+    lq, hr = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    loss, parts = loss_fn(lq, hr)
+    loss.backward()
+    assert set(parts) == {"l1", "feat_mse", "out_l1"}
+    assert loss.item() == pytest.approx(parts["l1"] + parts["feat_mse"] + 0.5 * parts["out_l1"], rel=1e-5)
+    assert all(p.grad is None for p in t.parameters())  # the teacher stays frozen
+    assert all(p.grad is not None for p in ad.parameters())
