@@ -204,10 +204,13 @@ def score_cmd(out_dir, gt_dir, baseline, crop, rgb, csv_path, json_path, worst, 
 @click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Gaussian blur sigma of the degradation.")
 @click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Down/up-scaling factor of the degradation.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
-def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sigma, scale, workers) -> None:
+@click.option("--degradations", type=click.Choice(["canonical", "general"]), default="canonical", show_default=True,
+              help="general: training degrades each crop on the fly with a random blur/resize/noise/JPEG from a range "
+                   "(sharp crops included); the stored pairs, used for validation, follow the recipe.")
+def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sigma, scale, workers, degradations) -> None:
     """Degrade high-resolution images into training pairs (blur, x4 bicubic down, bicubic up)."""
     from sharpkd import paths, prepare
-    from sharpkd.degrade import Recipe
+    from sharpkd.degrade import GENERAL, Recipe
 
     if sum(map(bool, (div2k, images, sample))) != 1:
         raise click.UsageError("give exactly one of --div2k PATH, --images DIR, --sample")
@@ -223,7 +226,10 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sig
         dataset_dir = paths.datasets_dir(out) / (name or default)
         with console.progress("img") as bar:
             task = bar.add_task(f"preparing {escape(dataset_dir.name)}", total=len(sources))
-            result = prepare.prepare(sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task))
+            result = prepare.prepare(
+                sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task),
+                GENERAL if degradations == "general" else None,
+            )
     except prepare.PrepareError as e:
         fail(str(e))
     for path, reason in result.skipped:

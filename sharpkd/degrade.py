@@ -94,3 +94,101 @@ def degrade(hr: np.ndarray, recipe: Recipe = CANONICAL) -> tuple[np.ndarray, np.
     small = Image.fromarray(blurred).resize((w // recipe.scale, h // recipe.scale), Image.BICUBIC)
     lq = np.asarray(small.resize((w, h), Image.BICUBIC))
     return np.ascontiguousarray(hr), lq
+
+
+# ----------------------------------------------------------------------------------------------------
+# A range of degradations, for models that must also handle photos that are sharp, a little soft,
+# upscaled, noisy or JPEG. The canonical recipe is one point of it (sigma 1.0, scale 4, bicubic).
+
+FILTERS = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "lanczos": Image.LANCZOS, "box": Image.BOX}
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """One concrete degradation. ``sigma_y`` differs from ``sigma_x`` for anisotropic blur, rotated by ``theta``."""
+
+    sigma_x: float = 0.0
+    sigma_y: float = 0.0
+    theta: float = 0.0
+    scale: float = 1.0
+    down_filter: str = "bicubic"
+    noise: float = 0.0  # Gaussian noise sigma, on the 0..255 scale
+    jpeg: int = 0  # JPEG quality; 0 = no JPEG
+
+    @staticmethod
+    def of(recipe: Recipe) -> "Degradation":
+        return Degradation(sigma_x=recipe.sigma, sigma_y=recipe.sigma, scale=float(recipe.scale))
+
+
+@dataclass(frozen=True)
+class DegradationRange:
+    """The distribution training samples from. Shares are probabilities; ranges are uniform (lo, hi)."""
+
+    clean_share: float = 0.15  # target = input: the model must learn to leave sharp photos alone
+    sigma: tuple[float, float] = (0.0, 2.0)
+    anisotropic_share: float = 0.25
+    unscaled_share: float = 0.35  # blur without resizing
+    scale: tuple[float, float] = (1.25, 4.0)
+    filters: tuple[str, ...] = ("bicubic", "bilinear", "lanczos", "box")
+    noise_share: float = 0.15
+    noise: tuple[float, float] = (1.0, 6.0)
+    jpeg_share: float = 0.25
+    jpeg_quality: tuple[int, int] = (60, 95)
+
+    def describe(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+    def sample(self, rng: np.random.Generator) -> Degradation:
+        if rng.random() < self.clean_share:
+            return Degradation()
+        sx = float(rng.uniform(*self.sigma))
+        sy, theta = sx, 0.0
+        if rng.random() < self.anisotropic_share:
+            sy, theta = float(rng.uniform(*self.sigma)), float(rng.uniform(0, np.pi))
+        scale = 1.0 if rng.random() < self.unscaled_share else float(rng.uniform(*self.scale))
+        return Degradation(
+            sigma_x=sx, sigma_y=sy, theta=theta, scale=scale,
+            down_filter=self.filters[int(rng.integers(len(self.filters)))],
+            noise=float(rng.uniform(*self.noise)) if rng.random() < self.noise_share else 0.0,
+            jpeg=int(rng.integers(self.jpeg_quality[0], self.jpeg_quality[1] + 1)) if rng.random() < self.jpeg_share else 0,
+        )
+
+
+GENERAL = DegradationRange()
+
+
+def anisotropic_kernel(sigma_x: float, sigma_y: float, theta: float, truncate: float = 3.0) -> np.ndarray:
+    """Normalised 2-D Gaussian with axes ``sigma_x``/``sigma_y`` rotated by ``theta`` (radians)."""
+    radius = max(1, int(truncate * max(sigma_x, sigma_y) + 0.5))
+    y, x = np.mgrid[-radius : radius + 1, -radius : radius + 1].astype(np.float64)
+    c, s = np.cos(theta), np.sin(theta)
+    u, v = c * x + s * y, -s * x + c * y
+    k = np.exp(-0.5 * ((u / max(sigma_x, 1e-6)) ** 2 + (v / max(sigma_y, 1e-6)) ** 2))
+    return k / k.sum()
+
+
+def apply(hr: np.ndarray, d: Degradation, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Degrade an HxWx3 uint8 image by ``d``; the result has the same size (it is brought back up)."""
+    from scipy.ndimage import convolve
+
+    h, w = hr.shape[:2]
+    out = hr
+    if max(d.sigma_x, d.sigma_y) > 0:
+        if abs(d.sigma_x - d.sigma_y) < 1e-9:
+            out = to_uint8(gaussian_blur(out, d.sigma_x))
+        else:
+            k = anisotropic_kernel(d.sigma_x, d.sigma_y, d.theta)[..., None]
+            out = to_uint8(convolve(out.astype(np.float64), k, mode="mirror"))
+    if d.scale > 1.0:
+        small = (max(1, round(w / d.scale)), max(1, round(h / d.scale)))
+        out = np.asarray(Image.fromarray(out).resize(small, FILTERS[d.down_filter]).resize((w, h), Image.BICUBIC))
+    if d.noise > 0:
+        rng = rng or np.random.default_rng()
+        out = to_uint8(out.astype(np.float64) + rng.normal(0, d.noise, out.shape))
+    if d.jpeg:
+        import io
+
+        buf = io.BytesIO()
+        Image.fromarray(out).save(buf, format="JPEG", quality=d.jpeg)
+        out = np.asarray(Image.open(buf).convert("RGB"))
+    return np.ascontiguousarray(out)

@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sharpkd import models, paths, pretrained
-from sharpkd.pairs import load_split, read_manifest
+from sharpkd.pairs import load_split, read_manifest, train_degradations
 from sharpkd.training import RunSpec, TrainConfig, TrainError, fit
 
 
@@ -143,11 +143,17 @@ def train(
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
         loss=kd.as_loss(),
-        extra={"teacher": teacher.source, "teacher_config": t_model.config.to_dict(), "feature_pairs": pairs},
+        extra={
+            "teacher": teacher.source, "teacher_config": t_model.config.to_dict(), "feature_pairs": pairs,
+            "train_degradations": manifest.get("train_degradations"),
+        },
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     loss = kd_loss(student, t_model, adapters, kd)
-    return fit(run_dir, spec, student, loss, train_pairs, val_pairs, cfg, extra=adapters, device=device, on_step=on_step)
+    return fit(
+        run_dir, spec, student, loss, train_pairs, val_pairs, cfg,
+        extra=adapters, device=device, on_step=on_step, degradations=train_degradations(manifest),
+    )
 
 
 def install(run_dir: Path, root: Path | None = None) -> Path:

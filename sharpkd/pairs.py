@@ -10,6 +10,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sharpkd import degrade
+from sharpkd.degrade import DegradationRange
+
+CONTEXT_MARGIN = 16  # pixels of real context degraded around an on-the-fly patch
+
 
 class DatasetError(Exception):
     pass
@@ -27,6 +32,14 @@ def read_manifest(dataset_dir: Path) -> dict:
     if not path.exists():
         raise DatasetError(f"{dataset_dir}: no prepared data set here (run `sharpkd prepare` first)")
     return json.loads(path.read_text())
+
+
+def train_degradations(manifest: dict) -> DegradationRange | None:
+    """The degradation range a data set was prepared for (``prepare --degradations general``), if any."""
+    described = manifest.get("train_degradations")
+    if not described:
+        return None
+    return DegradationRange(**{k: tuple(v) if isinstance(v, list) else v for k, v in described.items()})
 
 
 def load_split(dataset_dir: Path, split: str) -> list[Pair]:
@@ -59,8 +72,9 @@ class CropSampler:
     """Random ``patch`` crops, corners on the ``align`` grid (the degradation's scale), picked with
     probability proportional to image area, each with one of the 8 flips/rotations."""
 
-    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int) -> None:
+    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int, degradations: DegradationRange | None = None) -> None:
         self.pairs = [p for p in pairs if min(p.hr.shape[:2]) >= patch]
+        self.degradations = degradations
         if not self.pairs:
             raise DatasetError(f"no training image is at least {patch} px on both sides")
         areas = np.array([p.hr.shape[0] * p.hr.shape[1] for p in self.pairs], dtype=np.float64)
@@ -85,10 +99,27 @@ class CropSampler:
             y = int(self.rng.integers(0, (h - p) // a + 1)) * a
             x = int(self.rng.integers(0, (w - p) // a + 1)) * a
             k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
-            for src, dst in ((pair.lq, lq), (pair.hr, hr)):
-                c = np.rot90(src[y : y + p, x : x + p], k)
+            if self.degradations is None:
+                sources = ((pair.lq[y : y + p, x : x + p], lq), (pair.hr[y : y + p, x : x + p], hr))
+            else:
+                sources = ((self._degraded_patch(pair.hr, y, x), lq), (pair.hr[y : y + p, x : x + p], hr))
+            for src, dst in sources:
+                c = np.rot90(src, k)
                 dst[i] = c[:, ::-1] if flip else c
         return to_tensor(lq), to_tensor(hr)
+
+    def _degraded_patch(self, hr: np.ndarray, y: int, x: int) -> np.ndarray:
+        """The patch at (y, x), degraded on the fly by a freshly sampled degradation.
+
+        It is degraded together with a margin of context (where the image has one), so blur and resizing
+        see real pixels at the patch edges, as they would in a whole photo.
+        """
+        p, m = self.patch, CONTEXT_MARGIN
+        h, w = hr.shape[:2]
+        y0, x0 = max(0, y - m), max(0, x - m)
+        region = hr[y0 : min(h, y + p + m), x0 : min(w, x + p + m)]
+        out = degrade.apply(region, self.degradations.sample(self.rng), self.rng)
+        return out[y - y0 : y - y0 + p, x - x0 : x - x0 + p]
 
 
 def find_dataset(name: str | None, root: Path | None = None) -> Path:

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from sharpkd import imagefile
-from sharpkd.degrade import CANONICAL, Recipe, degrade
+from sharpkd.degrade import CANONICAL, DegradationRange, Recipe, degrade
 
 MIN_SIZE = 128  # the training patch: a smaller image cannot give a single crop
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's colour photos
@@ -170,8 +170,14 @@ def prepare(
     step: int = 240,
     workers: int = 1,
     on_progress: Callable[[dict], None] | None = None,
+    train_degradations: DegradationRange | None = None,
 ) -> PrepareResult:
-    """Write degraded pairs for ``sources`` under ``dataset_dir`` and (re)write its manifest."""
+    """Write degraded pairs for ``sources`` under ``dataset_dir`` and (re)write its manifest.
+
+    The stored LQ images always follow ``recipe``. ``train_degradations``, if given, is recorded in the
+    manifest: training then degrades HR crops on the fly with degradations sampled from that range
+    (and validates on the stored recipe pairs).
+    """
     dataset_dir = Path(dataset_dir)
     manifest_path = dataset_dir / "manifest.json"
     previous: dict[str, dict] = {}
@@ -224,6 +230,7 @@ def prepare(
     manifest = {
         "name": dataset_dir.name,
         "recipe": recipe.describe(),
+        "train_degradations": train_degradations.describe() if train_degradations else None,
         "seed": 0,
         "subimage": subimage,
         "step": step,

@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from sharpkd import models
-from sharpkd.pairs import load_split, read_manifest
+from sharpkd.pairs import load_split, read_manifest, train_degradations
 from sharpkd.training import RunSpec, TrainConfig, fit
 
 
@@ -43,6 +43,10 @@ def train(
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
         loss={"l1": 1.0},
+        extra={"train_degradations": manifest.get("train_degradations")},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
-    return fit(run_dir, spec, model, l1_loss(model), train_pairs, val_pairs, cfg, device=device, on_step=on_step)
+    return fit(
+        run_dir, spec, model, l1_loss(model), train_pairs, val_pairs, cfg,
+        device=device, on_step=on_step, degradations=train_degradations(manifest),
+    )

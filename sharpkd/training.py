@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from sharpkd import metrics, tiling
+from sharpkd.degrade import DegradationRange
 from sharpkd.pairs import CropSampler, Pair, to_tensor
 
 # loss(lq, hr) -> (loss tensor, {part name: float}) ; it closes over the model(s) it trains
@@ -142,9 +143,12 @@ def fit(
     extra: nn.Module | None = None,
     device: str = "cpu",
     on_step: Callable[[int, int, dict], None] | None = None,
+    degradations: DegradationRange | None = None,
 ) -> dict:
     """Train ``model`` (and ``extra``, e.g. distillation adapters) until ``cfg.steps``; resumable.
 
+    ``degradations``: degrade each training crop on the fly by a sampled degradation (the stored LQ
+    images are then unused for training); None trains on the prepared pairs as they are.
     Returns the last validation result. Raises KeyboardInterrupt after saving a checkpoint on Ctrl-C.
     """
     run_dir = Path(run_dir)
@@ -153,7 +157,7 @@ def fit(
     ema = copy.deepcopy(model).requires_grad_(False)
     params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.99))
-    sampler = CropSampler(train_pairs, cfg.patch, spec.align, cfg.seed)
+    sampler = CropSampler(train_pairs, cfg.patch, spec.align, cfg.seed, degradations)
     step, best = 0, {}
 
     last = run_dir / "last.pt"

@@ -44,3 +44,43 @@ def test_degrade_changes_the_image_and_rejects_bad_input():
         degrade(hr.astype(np.float32))
     with pytest.raises(ValueError, match="smaller than the scale"):
         degrade(hr[:3, :3])
+
+
+def test_canonical_recipe_is_one_point_of_the_range():
+    from sharpkd.degrade import Degradation, apply
+
+    hr = skimage.data.coffee()[:200, :240]
+    np.testing.assert_array_equal(apply(hr, Degradation.of(CANONICAL)), degrade(hr)[1])
+    np.testing.assert_array_equal(apply(hr, Degradation()), hr)  # the clean case is the identity
+
+
+def test_range_samples_every_kind_within_bounds():
+    from sharpkd.degrade import GENERAL
+
+    rng = np.random.default_rng(0)
+    ds = [GENERAL.sample(rng) for _ in range(2000)]
+    clean = sum(d.sigma_x == 0 and d.scale == 1 and not d.noise and not d.jpeg for d in ds) / len(ds)
+    assert abs(clean - GENERAL.clean_share) < 0.04
+    assert all(0 <= d.sigma_x <= 2 and 0 <= d.sigma_y <= 2 and 1 <= d.scale <= 4 for d in ds)
+    assert any(d.sigma_x != d.sigma_y for d in ds) and any(d.jpeg for d in ds) and any(d.noise for d in ds)
+    assert {d.down_filter for d in ds if d.scale > 1} == set(GENERAL.filters)
+    assert all(60 <= d.jpeg <= 95 for d in ds if d.jpeg)
+
+
+def test_anisotropic_blur_is_stronger_along_its_long_axis():
+    from sharpkd.degrade import Degradation, apply
+
+    img = np.zeros((41, 41, 3), np.uint8)
+    img[20, 20] = 255
+    out = apply(img, Degradation(sigma_x=2.0, sigma_y=0.3, theta=0.0)).astype(int)[..., 0]
+    assert out[20, 23] > 0 and out[23, 20] == 0  # spread along x, not along y
+
+
+@pytest.mark.parametrize("kind", ["noise", "jpeg", "scale"])
+def test_each_step_changes_the_image_and_keeps_its_size(kind):
+    from sharpkd.degrade import Degradation, apply
+
+    hr = skimage.data.astronaut()[:120, :150]
+    d = {"noise": Degradation(noise=5.0), "jpeg": Degradation(jpeg=60), "scale": Degradation(scale=2.5, down_filter="box")}[kind]
+    out = apply(hr, d, np.random.default_rng(0))
+    assert out.shape == hr.shape and out.dtype == np.uint8 and not np.array_equal(out, hr)

@@ -121,3 +121,26 @@ def test_kd_loss_has_gradient_through_adapters_only_on_student_side():
     assert loss.item() == pytest.approx(parts["l1"] + parts["feat_mse"] + 0.5 * parts["out_l1"], rel=1e-5)
     assert all(p.grad is None for p in t.parameters())  # the teacher stays frozen
     assert all(p.grad is not None for p in ad.parameters())
+
+
+def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
+    from sharpkd.pairs import CropSampler, load_split, read_manifest, train_degradations
+
+    src = tmp_path / "hr"
+    src.mkdir()
+    hr = skimage.data.astronaut()
+    for i in range(3):
+        Image.fromarray(np.ascontiguousarray(hr[i * 100 : i * 100 + 200, :256])).save(src / f"{i}.png")
+    r = run("prepare", "--images", src, "--name", "gen", "--val-count", "1", "--degradations", "general")
+    assert r.exit_code == 0, r.output
+    manifest = read_manifest(paths.datasets_dir() / "gen")
+    rng_spec = train_degradations(manifest)
+    assert manifest["train_degradations"]["sigma"] == [0.0, 2.0] and rng_spec.sigma == (0.0, 2.0)
+    pairs = load_split(paths.datasets_dir() / "gen", "train")
+    lq, hq = CropSampler(pairs, 64, 4, seed=0, degradations=rng_spec).batch(64)
+    diff = (lq - hq).abs().flatten(1).mean(1)
+    assert (diff == 0).any() and (diff > 0.002).sum() > 32  # some crops are clean targets, most degraded
+    r = run("train-teacher", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1")
+    assert r.exit_code == 0, r.output
+    config = json.loads((paths.runs_dir() / "teacher-gen" / "config.json").read_text())
+    assert config["spec"]["extra"]["train_degradations"]["jpeg_quality"] == [60, 95]
