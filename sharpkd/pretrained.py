@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -106,6 +106,22 @@ def load_file(path: Path, device: str = "cpu") -> Loaded:
         model = _build(path, spec["arch"], spec["model_config"], data["ema"])
         return Loaded(model.to(device), path.stem, spec["arch"], str(path))
     raise WeightsError(f"{path}: not a sharpkd weights file (no architecture recorded)")
+
+
+def write_bundle(source: Path, name: str, purpose: str, trained: dict, validation: dict, out_dir: Path = WEIGHTS_DIR) -> WeightSpec:
+    """Turn a training run's weights into bundled ``<name>.pt`` + ``<name>.json`` (maintainers' step).
+
+    The ``.pt`` holds only what loading needs (architecture, config, tensors); the spec adds what it is
+    for, how it was trained, its validation numbers and the file's sha256, which loading checks.
+    """
+    loaded = load_file(source)
+    model = loaded.model
+    path = Path(out_dir) / f"{name}.pt"
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"arch": loaded.arch, "config": model.config.to_dict(), "state_dict": state}, path)
+    spec = WeightSpec(name, path.name, loaded.arch, model.config.to_dict(), sha256(path), purpose, trained, validation)
+    (Path(out_dir) / f"{name}.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    return spec
 
 
 @lru_cache(maxsize=4)

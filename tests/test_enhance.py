@@ -193,3 +193,21 @@ def test_plan_refuses_name_clashes(tmp_path, photo):
     Image.fromarray(photo).save(tmp_path / "in" / "x.png")
     plan = enhance.plan_batch([tmp_path / "in"], tmp_path / "out", enhance.Options(format="png"))
     assert len(plan.jobs) == 1 and "already the output" in plan.refused[0][1]
+
+
+def test_write_bundle_round_trips_through_the_checked_loader(tmp_path, monkeypatch):
+    from sharpkd.training import RunSpec, save_atomic, weights_file
+
+    model = Student(StudentConfig(channels=8, blocks=2))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    spec = RunSpec("student", model.config.to_dict(), "x", 4)
+    save_atomic(weights_file(spec, model.state_dict(), {}), tmp_path / "model.pt")
+    written = pretrained.write_bundle(tmp_path / "model.pt", "tiny", "test", {"steps": 1}, {"gain": 0.5}, tmp_path)
+    assert json.loads((tmp_path / "tiny.json").read_text())["sha256"] == written.sha256
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    pretrained._load_bundled.cache_clear()
+    loaded = pretrained.load("tiny")
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(loaded.model(x), model.eval()(x))
+    pretrained._load_bundled.cache_clear()

@@ -1,0 +1,36 @@
+"""Maintainers: make a training run's weights a bundled model of the package.
+
+    python tools/bundle_weights.py RUN_DIR NAME --purpose "..." [--trained-json FILE]
+
+Writes sharpkd/weights/NAME.pt and NAME.json (architecture, config, sha256, purpose, how it was trained,
+and the run's last validation numbers). Commit both, and update docs/model-card.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sharpkd import pretrained
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--purpose", required=True)
+    ap.add_argument("--trained-json", type=Path, help="JSON object: commands, steps, wall time, hardware")
+    args = ap.parse_args()
+    model_file = args.run / "model.pt" if args.run.is_dir() else args.run
+    info = json.loads(pretrained._torch_load(model_file).get("info", "{}"))
+    trained = json.loads(args.trained_json.read_text()) if args.trained_json else {}
+    config = args.run / "config.json"
+    if config.exists():
+        trained = {"run_config": json.loads(config.read_text())} | trained
+    spec = pretrained.write_bundle(model_file, args.name, args.purpose, trained, info.get("val", {}))
+    print(f"wrote {pretrained.WEIGHTS_DIR / spec.file} (sha256 {spec.sha256[:12]}...) and {spec.name}.json")
+
+
+if __name__ == "__main__":
+    main()
