@@ -211,3 +211,11 @@ def test_write_bundle_round_trips_through_the_checked_loader(tmp_path, monkeypat
     x = torch.rand(1, 3, 16, 16)
     assert torch.equal(loaded.model(x), model.eval()(x))
     pretrained._load_bundled.cache_clear()
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sharpkd", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "enhance" in r.stdout and "distill" in r.stdout

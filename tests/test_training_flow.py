@@ -144,3 +144,22 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert r.exit_code == 0, r.output
     config = json.loads((paths.runs_dir() / "teacher-gen" / "config.json").read_text())
     assert config["spec"]["extra"]["train_degradations"]["jpeg_quality"] == [60, 95]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):
+    from sharpkd.train_teacher import train
+    from sharpkd.training import TrainConfig
+
+    run_dir = paths.runs_dir() / "interrupted"
+    cfg = TrainConfig(steps=6, batch_size=2, patch=32, val_every=100, warmup=1)
+
+    def interrupt_at_4(step, total, parts):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, run_dir, cfg, "student", {"channels": 8, "blocks": 1}, on_step=interrupt_at_4)
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 4
+    steps_seen = []
+    train(dataset, run_dir, cfg, "student", {"channels": 8, "blocks": 1}, on_step=lambda s, t, p: steps_seen.append(s))
+    assert steps_seen == [5, 6] and (run_dir / "model.pt").exists()
