@@ -289,6 +289,7 @@ def train_options(f):
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Validate, save weights and redraw curves every N steps."),
         click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True),
+        click.option("--init", "init_from", help="Start a new run from these weights (a run folder, weights file, or 'bundled'); ignored when resuming."),
     ]):
         f = opt(f)
     return f
@@ -307,6 +308,16 @@ def device_or_fail(device: str) -> str:
         fail(str(e))
 
 
+def init_weights(init_from: str | None, arch: str) -> pretrained.Loaded | None:
+    """``--init``: None, "bundled" (the bundled model of this architecture), or a run folder / weights file."""
+    if init_from is None:
+        return None
+    try:
+        return pretrained.load(arch) if init_from == "bundled" else pretrained.load_file(Path(init_from))
+    except pretrained.WeightsError as e:
+        fail(str(e))
+
+
 def dataset_or_fail(name: str | None) -> Path:
     from sharpkd.pairs import DatasetError, find_dataset
 
@@ -321,7 +332,7 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--arch", type=click.Choice(["teacher", "student"]), default="teacher", show_default=True, help="student: train the student alone with plain L1 (the no-distillation baseline).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the architecture's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, arch, channels, blocks) -> None:
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, arch, channels, blocks) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -332,7 +343,8 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step))
+    init = init_weights(init_from, arch)
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init))
     print_validation(val, run_dir)
 
 
@@ -345,7 +357,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance and demo (stored in the data dir).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -366,7 +378,8 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         fail(str(e))
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
-    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step))
+    init = init_weights(init_from, "student")
+    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init))
     print_validation(val, run_dir)
     if baseline:
         base_dir = run_dir / "baseline"

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from sharpkd import models, paths, pretrained
 from sharpkd.pairs import load_split, read_manifest, train_degradations
-from sharpkd.training import RunSpec, TrainConfig, TrainError, fit
+from sharpkd.training import RunSpec, TrainConfig, TrainError, fit, warm_start
 
 
 @dataclass(frozen=True)
@@ -125,10 +125,17 @@ def train(
     student_config: dict | None = None,
     device: str = "cpu",
     on_step: Callable[[int, int, dict], None] | None = None,
+    init: pretrained.Loaded | None = None,
 ) -> dict:
-    """Distil ``teacher`` into a fresh student on ``dataset_dir`` (or resume); returns the final validation."""
+    """Distil ``teacher`` into a student on ``dataset_dir`` (or resume); returns the final validation.
+
+    The student starts fresh, or from ``init`` (see :func:`training.warm_start`).
+    """
     manifest = read_manifest(dataset_dir)
-    student = models.build("student", student_config).to(device)
+    student = models.build("student", student_config)
+    if init is not None:
+        warm_start(student, init.model, init.source)
+    student = student.to(device)
     t_model = teacher.model.to(device).eval()
     if t_model.config.unshuffle != student.config.unshuffle:
         raise TrainError(
@@ -145,7 +152,7 @@ def train(
         loss=kd.as_loss(),
         extra={
             "teacher": teacher.source, "teacher_config": t_model.config.to_dict(), "feature_pairs": pairs,
-            "train_degradations": manifest.get("train_degradations"),
+            "train_degradations": manifest.get("train_degradations"), "init": init.source if init else None,
         },
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")

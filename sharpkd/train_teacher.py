@@ -14,7 +14,8 @@ from torch.nn import functional as F
 
 from sharpkd import models
 from sharpkd.pairs import load_split, read_manifest, train_degradations
-from sharpkd.training import RunSpec, TrainConfig, fit
+from sharpkd.pretrained import Loaded
+from sharpkd.training import RunSpec, TrainConfig, fit, warm_start
 
 
 def l1_loss(model: torch.nn.Module):
@@ -33,17 +34,24 @@ def train(
     model_config: dict | None = None,
     device: str = "cpu",
     on_step: Callable[[int, int, dict], None] | None = None,
+    init: Loaded | None = None,
 ) -> dict:
-    """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers."""
+    """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers.
+
+    ``init``: weights to start a new run from (see :func:`training.warm_start`).
+    """
     manifest = read_manifest(dataset_dir)
-    model = models.build(arch, model_config).to(device)
+    model = models.build(arch, model_config)
+    if init is not None:
+        warm_start(model, init.model, init.source)
+    model = model.to(device)
     spec = RunSpec(
         arch=arch,
         model_config=model.config.to_dict(),
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
         loss={"l1": 1.0},
-        extra={"train_degradations": manifest.get("train_degradations")},
+        extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     return fit(

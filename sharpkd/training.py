@@ -118,6 +118,14 @@ def load_checkpoint(path: Path) -> dict:
         raise TrainError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
 
 
+def warm_start(model: nn.Module, source: nn.Module, name: str) -> None:
+    """Start ``model`` from the weights of ``source`` (same architecture and config), e.g. to continue a
+    model trained in an earlier session whose checkpoint is gone. A resumed run ignores this."""
+    if type(model) is not type(source) or model.config != source.config:
+        raise TrainError(f"{name}: --init weights are a {type(source).__name__} {source.config}, not a {type(model).__name__} {model.config}")
+    model.load_state_dict(source.state_dict())
+
+
 def train_step(model: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, lq: torch.Tensor, hr: torch.Tensor, lr: float, clip: float) -> dict:
     """One optimiser step; returns the logged loss parts."""
     model.train()

@@ -163,3 +163,24 @@ def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):
     steps_seen = []
     train(dataset, run_dir, cfg, "student", {"channels": 8, "blocks": 1}, on_step=lambda s, t, p: steps_seen.append(s))
     assert steps_seen == [5, 6] and (run_dir / "model.pt").exists()
+
+
+def test_init_starts_a_new_run_from_earlier_weights(dataset):
+    from sharpkd.training import TrainError, warm_start
+
+    first = paths.runs_dir() / "first"
+    assert run("train-teacher", "--dataset", "tiny", "--run", first, "--arch", "student", *TINY, "--channels", "8", "--blocks", "1").exit_code == 0
+    earlier = pretrained.load_file(first).model
+    fresh = distill.models.build("student", {"channels": 8, "blocks": 1})
+    warm_start(fresh, earlier, "first")
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.equal(fresh.eval()(x), earlier(x))
+    with pytest.raises(TrainError, match="--init"):
+        warm_start(distill.models.build("student", {"channels": 8, "blocks": 2}), earlier, "first")
+    r = run("train-teacher", "--dataset", "tiny", "--run", paths.runs_dir() / "second", "--arch", "student", *TINY,
+            "--channels", "8", "--blocks", "1", "--init", first)
+    assert r.exit_code == 0, r.output
+    config = json.loads((paths.runs_dir() / "second" / "config.json").read_text())
+    assert config["spec"]["extra"]["init"].endswith("model.pt")
+    r = run("train-teacher", "--dataset", "tiny", "--run", paths.runs_dir() / "third", *TINY, "--channels", "8", "--blocks", "2", "--init", first)
+    assert r.exit_code == 1 and "--init" in r.output
