@@ -11,7 +11,8 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
-from sharpkd import console, enhance, imagefile, pretrained
+from sharpkd import console, enhance, pretrained
+from sharpkd.cli_train import DEVICE_CHOICES, distill_cmd, prepare_cmd, train_teacher_cmd
 from sharpkd.console import fail
 
 try:
@@ -20,7 +21,6 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 MODEL_CHOICES = click.Choice(pretrained.BUNDLED)
-DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -192,211 +192,9 @@ def score_cmd(out_dir, gt_dir, baseline, crop, rgb, csv_path, json_path, worst, 
         fail(f"no image in {out_dir} has a same-named ground truth in {gt_dir}")
 
 
-@main.command("prepare")
-@click.option("--div2k", type=click.Path(path_type=Path), help="DIV2K folder (holding DIV2K_train_HR/ and/or DIV2K_valid_HR/, or one of them).")
-@click.option("--images", type=click.Path(path_type=Path), help="Any folder of high-resolution images; the last --val-count (by name) are validation.")
-@click.option("--sample", is_flag=True, help="Use scikit-image's sample photos (works on a fresh machine).")
-@click.option("--name", help="Data set name [default: div2k, the --images folder name, or sample].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Data dir to write under [default: $SHARPKD_HOME or the user data dir].")
-@click.option("--val-count", type=click.IntRange(min=1), default=10, show_default=True, help="Validation images held out of --images (or of a DIV2K folder without DIV2K_valid_HR).")
-@click.option("--subimage", type=click.IntRange(min=0), default=0, show_default=True, help="Cut pairs into sub-images of this size (e.g. 480); 0 keeps whole images.")
-@click.option("--step", type=click.IntRange(min=1), default=240, show_default=True, help="Stride between sub-images.")
-@click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Gaussian blur sigma of the degradation.")
-@click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Down/up-scaling factor of the degradation.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
-@click.option("--degradations", type=click.Choice(["canonical", "general"]), default="canonical", show_default=True,
-              help="general: training degrades each crop on the fly with a random blur/resize/noise/JPEG from a range "
-                   "(sharp crops included); the stored pairs, used for validation, follow the recipe.")
-def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sigma, scale, workers, degradations) -> None:
-    """Degrade high-resolution images into training pairs (blur, x4 bicubic down, bicubic up)."""
-    from sharpkd import paths, prepare
-    from sharpkd.degrade import GENERAL, Recipe
 
-    if sum(map(bool, (div2k, images, sample))) != 1:
-        raise click.UsageError("give exactly one of --div2k PATH, --images DIR, --sample")
-    try:
-        if div2k:
-            sources, default = prepare.div2k_sources(div2k, val_count), "div2k"
-        elif images:
-            if not images.is_dir():
-                fail(f"{images}: not a folder")
-            sources, default = prepare.split_folder(images, val_count), images.resolve().name
-        else:
-            sources, default = prepare.sample_sources(), "sample"
-        dataset_dir = paths.datasets_dir(out) / (name or default)
-        with console.progress("img") as bar:
-            task = bar.add_task(f"preparing {escape(dataset_dir.name)}", total=len(sources))
-            result = prepare.prepare(
-                sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task),
-                GENERAL if degradations == "general" else None,
-            )
-    except prepare.PrepareError as e:
-        fail(str(e))
-    for path, reason in result.skipped:
-        console.warn(f"skipped {path}: {reason}")
-    console.out.print(
-        f"{escape(str(dataset_dir))}: {result.counts['train']} train / {result.counts['val']} val pairs "
-        f"({result.written} sources written, {result.existing} already there, {len(result.skipped)} skipped)"
-    )
-    if result.counts["train"] == 0:
-        fail("no training pairs: every source was skipped")
-
-
-def training_progress(total_label: str):
-    """A rich progress bar for a training loop and the on_step callback that drives it."""
-    bar = console.progress("it")
-    task = bar.add_task(total_label, total=1)
-
-    def on_step(step: int, total: int, parts: dict) -> None:
-        bar.update(task, completed=step, total=total, description=f"{total_label} loss {parts['loss']:.4f}")
-
-    return bar, on_step
-
-
-def run_training(label: str, train_fn) -> dict:
-    """Run a training function under a progress bar; Ctrl-C saves a checkpoint and says how to resume."""
-    from sharpkd.pairs import DatasetError
-    from sharpkd.training import TrainError
-
-    bar, on_step = training_progress(label)
-    try:
-        with bar:
-            return train_fn(on_step)
-    except KeyboardInterrupt:
-        fail("interrupted: checkpoint saved; run the same command again to resume", code=130)
-    except (TrainError, DatasetError, pretrained.WeightsError) as e:
-        fail(str(e))
-
-
-def print_validation(val: dict, run_dir: Path) -> None:
-    if "psnr_y" in val:
-        console.out.print(
-            f"step {val['step']}: PSNR-Y {val['psnr_y']:.2f} dB (input {val['psnr_in']:.2f}, gain {val['gain']:+.2f}), "
-            f"SSIM-Y {val['ssim_y']:.4f} on {val['images']} validation images"
-        )
-    console.out.print(f"weights: {escape(str(run_dir / 'model.pt'))}  (use: sharpkd enhance --weights {escape(str(run_dir))} ...)")
-
-
-def train_options(f):
-    """Options shared by the two training commands."""
-    for opt in reversed([
-        click.option("--dataset", help="Prepared data set: name or folder [default: the newest prepared one]."),
-        click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="Run folder; an existing one is resumed."),
-        click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
-        click.option("--patch", type=click.IntRange(min=16), default=128, show_default=True, help="Crop size in pixels."),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True, help="Peak learning rate (cosine schedule)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Validate, save weights and redraw curves every N steps."),
-        click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True),
-        click.option("--init", "init_from", help="Start a new run from these weights (a run folder, weights file, or 'bundled'); ignored when resuming."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def train_config(steps, batch_size, patch, lr, seed, val_every):
-    from sharpkd.training import TrainConfig
-
-    return TrainConfig(steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10))
-
-
-def device_or_fail(device: str) -> str:
-    try:
-        return pretrained.resolve_device(device)
-    except pretrained.WeightsError as e:
-        fail(str(e))
-
-
-def init_weights(init_from: str | None, arch: str) -> pretrained.Loaded | None:
-    """``--init``: None, "bundled" (the bundled model of this architecture), or a run folder / weights file."""
-    if init_from is None:
-        return None
-    try:
-        return pretrained.load(arch) if init_from == "bundled" else pretrained.load_file(Path(init_from))
-    except pretrained.WeightsError as e:
-        fail(str(e))
-
-
-def dataset_or_fail(name: str | None) -> Path:
-    from sharpkd.pairs import DatasetError, find_dataset
-
-    try:
-        return find_dataset(name)
-    except DatasetError as e:
-        fail(str(e))
-
-
-@main.command("train-teacher")
-@train_options
-@click.option("--arch", type=click.Choice(["teacher", "student"]), default="teacher", show_default=True, help="student: train the student alone with plain L1 (the no-distillation baseline).")
-@click.option("--channels", type=click.IntRange(min=1), help="Override the architecture's width.")
-@click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, arch, channels, blocks) -> None:
-    """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
-    from sharpkd import paths
-    from sharpkd.train_teacher import train
-
-    dataset_dir = dataset_or_fail(dataset)
-    run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
-    overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
-    dev = device_or_fail(device)
-    console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
-    init = init_weights(init_from, arch)
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init))
-    print_validation(val, run_dir)
-
-
-@main.command("distill")
-@train_options
-@click.option("--teacher", help="Teacher: a run folder or weights file from train-teacher, or 'bundled' [default: the latest trained teacher, else the bundled one].")
-@click.option("--lambda-feat", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of the feature loss: MSE between adapted student features and teacher features.")
-@click.option("--lambda-out", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an L1 loss to the teacher's output (0 = off).")
-@click.option("--baseline", is_flag=True, help="Also train the same student without the teacher and write a report card (report.md, report.json).")
-@click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance and demo (stored in the data dir).")
-@click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
-@click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
-    """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
-
-    Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
-    input, the teacher, the distilled student and the student trained alone.
-    """
-    from sharpkd import distill, paths
-    from sharpkd.train_teacher import train as train_plain
-    from sharpkd.training import TrainError
-
-    dataset_dir = dataset_or_fail(dataset)
-    run_dir = run_dir or paths.runs_dir() / f"student-kd-{dataset_dir.name}"
-    overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
-    dev = device_or_fail(device)
-    try:
-        loaded_teacher = distill.load_teacher(teacher, dev)
-    except (TrainError, pretrained.WeightsError) as e:
-        fail(str(e))
-    kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
-    console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
-    init = init_weights(init_from, "student")
-    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init))
-    print_validation(val, run_dir)
-    if baseline:
-        base_dir = run_dir / "baseline"
-        console.out.print(f"baseline: the same student without the teacher -> {escape(str(base_dir))}")
-        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step))
-        print_validation(base_val, base_dir)
-        with console.err.status("measuring the report card..."):
-            text = distill.report_card(dataset_dir, run_dir, loaded_teacher, val, base_val, cfg, kd)
-        console.out.print(escape(text))
-        console.out.print(f"report: {escape(str(run_dir / 'report.md'))}")
-    if install_it:
-        try:
-            target = distill.install(run_dir)
-        except (TrainError, pretrained.WeightsError) as e:
-            fail(str(e))
-        console.out.print(f"installed: {escape(str(target))} is now the default student of enhance and demo")
-
+for command in (prepare_cmd, train_teacher_cmd, distill_cmd):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()
