@@ -5,6 +5,7 @@ Registered on the group in :mod:`sharpkd.cli`; each parses, calls one library fu
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -84,12 +85,17 @@ def training_progress(total_label: str):
     return bar, on_step
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_training(label: str, train_fn) -> dict:
     """Run a training function under a progress bar; Ctrl-C saves a checkpoint and says how to resume."""
     from sharpkd.pairs import DatasetError
     from sharpkd.training import TrainError
 
     bar, on_step = training_progress(label)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` saves a checkpoint too, like Ctrl-C
     try:
         with bar:
             return train_fn(on_step)

@@ -79,6 +79,17 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def ema_decay(step: int, cfg: TrainConfig) -> float:
+    """EMA decay after ``step``: 0 (a plain copy) during warm-up, then (1 + n) / (10 + n) capped at
+    ``cfg.ema``, n steps after warm-up. Without the ramp a short run's EMA would still be dominated by
+    its first, poor weights (seen here: +0.84 dB for the EMA against +1.24 dB for the raw weights at
+    step 500 of a teacher run)."""
+    if step < cfg.warmup:
+        return 0.0
+    n = step - cfg.warmup
+    return min(cfg.ema, (1 + n) / (10 + n))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
@@ -217,7 +228,7 @@ def fit(
         while step < cfg.steps:
             lq, hr = sampler.batch(cfg.batch_size)
             parts = train_step(model, loss_fn, opt, lq.to(device), hr.to(device), lr_at(step, cfg), cfg.grad_clip)
-            ema_update(ema, model, cfg.ema if step >= cfg.warmup else 0.0)
+            ema_update(ema, model, ema_decay(step, cfg))
             step += 1
             for k, v in parts.items():
                 acc[k] = acc.get(k, 0.0) + v

@@ -184,3 +184,39 @@ def test_init_starts_a_new_run_from_earlier_weights(dataset):
     assert config["spec"]["extra"]["init"].endswith("model.pt")
     r = run("train-teacher", "--dataset", "tiny", "--run", paths.runs_dir() / "third", *TINY, "--channels", "8", "--blocks", "2", "--init", first)
     assert r.exit_code == 1 and "--init" in r.output
+
+
+def test_ema_copies_during_warmup_then_ramps_up_to_its_cap():
+    from sharpkd.training import TrainConfig, ema_decay
+
+    cfg = TrainConfig(warmup=10, ema=0.999)
+    assert ema_decay(0, cfg) == ema_decay(9, cfg) == 0.0
+    ramp = [ema_decay(s, cfg) for s in range(10, 20000, 50)]
+    assert ramp[0] == pytest.approx(0.1) and all(a <= b for a, b in zip(ramp, ramp[1:])) and ramp[-1] == 0.999
+    assert ema_decay(510, cfg) < 0.99  # a 500-step run's EMA follows its recent weights
+
+
+def test_sigterm_during_training_saves_a_checkpoint(dataset):
+    import os
+    import signal
+
+    from sharpkd.cli_train import run_training
+    from sharpkd.train_teacher import train
+    from sharpkd.training import TrainConfig
+
+    run_dir = paths.runs_dir() / "terminated"
+    cfg = TrainConfig(steps=6, batch_size=2, patch=32, val_every=100, warmup=1)
+
+    def kill_at_3(step, total, parts):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            run_training("t", lambda on_step: train(dataset, run_dir, cfg, "student", {"channels": 8, "blocks": 1},
+                                                   on_step=lambda *a: (on_step(*a), kill_at_3(*a))))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stop.value.code == 130
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
