@@ -70,7 +70,7 @@ def main() -> None:
     print(f"{'model':10} {'params':>10} {'model MP/s':>11} {'tiled MP/s':>11} {'process MP/s':>13}")
     for name in args.models:
         loaded = pretrained.load(name, device="cpu")
-        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             whole = median_seconds(lambda: loaded.model(x), args.repeats)
         tiled = median_seconds(lambda: enhance_array(loaded, image, tile=128), args.repeats)

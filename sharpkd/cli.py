@@ -167,7 +167,7 @@ def score_cmd(out_dir, gt_dir, baseline, crop, rgb, csv_path, json_path, worst, 
     table = Table(title=f"{report.convention.describe()}")
     cols = ["image", "PSNR dB", "SSIM"] + (["baseline PSNR", "baseline SSIM", "gain dB"] if baseline else [])
     for c in cols:
-        table.add_column(c, justify="left" if c == "image" else "right")
+        table.add_column(c, justify="left" if c == "image" else "right", overflow="fold" if c == "image" else "ellipsis")
     for r in report.rows:
         if r.error:
             table.add_row(escape(r.name), f"[red]{escape(r.error)}[/]", *[""] * (len(cols) - 2))

@@ -219,3 +219,9 @@ def test_python_dash_m_runs_the_cli():
 
     r = subprocess.run([sys.executable, "-m", "sharpkd", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "enhance" in r.stdout and "distill" in r.stdout
+
+
+def test_bundled_teacher_runs_and_verbose_names_it(photos, tmp_path):
+    r = run("enhance", photos / "b.png", "-o", tmp_path / "t", "--model", "teacher", "-v")
+    assert r.exit_code == 0, r.output
+    assert "model: teacher" in r.output and (tmp_path / "t" / "b.png").exists()

@@ -75,8 +75,11 @@ def test_distill_resumes_and_installs(dataset):
     assert pretrained.load().source == str(paths.installed_student())  # enhance's default now
 
 
-def test_distill_without_teacher_says_what_to_run(dataset):
+def test_distill_without_teacher_says_what_to_run(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)  # an installation without a bundled teacher
+    pretrained._load_bundled.cache_clear()
     r = run("distill", "--dataset", "tiny", *TINY)
+    pretrained._load_bundled.cache_clear()
     assert r.exit_code == 1
     assert "sharpkd train-teacher" in r.output
 
@@ -220,3 +223,11 @@ def test_sigterm_during_training_saves_a_checkpoint(dataset):
         signal.signal(signal.SIGTERM, previous)
     assert stop.value.code == 130
     assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
+
+
+def test_distill_from_the_bundled_teacher(dataset):
+    r = run("distill", "--dataset", "tiny", *TINY, "--channels", "8", "--blocks", "2", "--teacher", "bundled")
+    assert r.exit_code == 0, r.output
+    config = json.loads((paths.runs_dir() / "student-kd-tiny" / "config.json").read_text())
+    assert config["spec"]["extra"]["teacher"] == "bundled teacher.pt"
+    assert config["spec"]["extra"]["feature_pairs"][-1] == [1, 11]  # 2 student blocks against 12 teacher blocks
