@@ -92,12 +92,13 @@ def verdict(kd: Entry, alone: Entry) -> str:
 
 def write(entries: list[Entry], kd: Entry, alone: Entry, context: dict, out_dir: Path) -> str:
     """Write ``report.md`` and ``report.json`` into ``out_dir``; returns the markdown."""
+    loss = ", ".join(f"{k} x {v}" for k, v in context["loss"].items())
     lines = [
         "# sharpkd distillation report",
         "",
         f"Validation: {context['val_images']} images of `{context['dataset']}`; {metrics.DEFAULT.describe()}.",
         f"Training: {context['steps']} steps, batch {context['batch_size']}, {context['patch']} px crops, seed {context['seed']}; "
-        f"distillation loss {context['loss']}. Speed: CPU, {torch.get_num_threads()} threads, {context['speed_size']} image, median of 3.",
+        f"loss: {loss}. Speed: CPU, {torch.get_num_threads()} threads, {context['speed_size']} image, median of 3.",
         "",
         "| model | PSNR-Y dB | SSIM-Y | gain dB | parameters | MACs/pixel | CPU MP/s |",
         "|---|---:|---:|---:|---:|---:|---:|",
