@@ -132,7 +132,7 @@ def comparison(panels: list[tuple[str, np.ndarray]], zoom: int = 96, width: int 
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     y, x = best_crop(images[0], images[1], images[-1], zoom)
     z = min(zoom, h, w)
-    factor = max(1, size[0] // z)
+    factor = max(1.0, size[0] / z)  # the zoomed crops span the full width of the panels above them
     full, crops = [], []
     for (text, _), img in zip(panels, images):
         view = np.asarray(Image.fromarray(img).resize(size, Image.LANCZOS)) if scale < 1 else img
@@ -140,8 +140,9 @@ def comparison(panels: list[tuple[str, np.ndarray]], zoom: int = 96, width: int 
         d = ImageDraw.Draw(im := Image.fromarray(view))
         d.rectangle([x * scale, y * scale, (x + z) * scale, (y + z) * scale], outline=(255, 220, 0), width=2)
         full.append(label(np.asarray(im), text))
-        crop = Image.fromarray(img[y : y + z, x : x + z]).resize((z * factor, z * factor), Image.NEAREST)
-        crops.append(label(np.asarray(crop), f"zoom x{factor}", size=13))
+        side = round(z * factor)
+        crop = Image.fromarray(img[y : y + z, x : x + z]).resize((side, side), Image.NEAREST)
+        crops.append(label(np.asarray(crop), f"zoom x{factor:.1f}", size=13))
     top, bottom = side_by_side(full), side_by_side(crops)
     if bottom.shape[1] < top.shape[1]:
         bottom = np.concatenate([bottom, np.full((bottom.shape[0], top.shape[1] - bottom.shape[1], 3), 255, np.uint8)], axis=1)
