@@ -127,15 +127,20 @@ def train_options(f):
         click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Validate, save weights and redraw curves every N steps."),
         click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True),
         click.option("--init", "init_from", help="Start a new run from these weights (a run folder, weights file, or 'bundled'); ignored when resuming."),
+        click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Processes making training crops (use several on a GPU); 0 makes them in the training process, "
+                          "which keeps resuming bit-exact."),
     ]):
         f = opt(f)
     return f
 
 
-def train_config(steps, batch_size, patch, lr, seed, val_every):
+def train_config(steps, batch_size, patch, lr, seed, val_every, workers=0):
     from sharpkd.training import TrainConfig
 
-    return TrainConfig(steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10))
+    return TrainConfig(
+        steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10), workers=workers
+    )
 
 
 def init_weights(init_from: str | None, arch: str) -> pretrained.Loaded | None:
@@ -159,10 +164,12 @@ def dataset_or_fail(name: str | None) -> Path:
 
 @click.command("train-teacher")
 @train_options
-@click.option("--arch", type=click.Choice(["teacher", "student"]), default="teacher", show_default=True, help="student: train the student alone with plain L1 (the no-distillation baseline).")
+@click.option("--arch", type=click.Choice(["teacher", "student", "general"]), default="teacher", show_default=True,
+              help="student: train the student alone with plain L1 (the no-distillation baseline). general: the general "
+                   "student (needs a data set prepared with --degradations general).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the architecture's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, arch, channels, blocks) -> None:
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, arch, channels, blocks) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -170,7 +177,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
     overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
+    cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     init = init_weights(init_from, arch)
@@ -187,7 +194,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance and demo (stored in the data dir).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -200,7 +207,7 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"student-kd-{dataset_dir.name}"
     overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    cfg = train_config(steps, batch_size, patch, lr, seed, val_every)
+    cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers)
     dev = device_or_fail(device)
     try:
         loaded_teacher = distill.load_teacher(teacher, dev)

@@ -58,20 +58,14 @@ def gaussian_blur(image: np.ndarray, sigma: float, truncate: float = 3.0) -> np.
 
     ``sigma <= 0`` returns the image unchanged (as float64).
     """
+    from scipy.ndimage import correlate1d
+
     out = np.asarray(image, dtype=np.float64)
     if sigma <= 0:
         return out.copy()
     taps = gaussian_kernel(sigma, truncate)
-    radius = len(taps) // 2
     for axis in (0, 1):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")
-        acc = np.zeros_like(out)
-        n = out.shape[axis]
-        for i, t in enumerate(taps):
-            acc += t * np.take(padded, np.arange(i, i + n), axis=axis)
-        out = acc
+        out = correlate1d(out, taps, axis=axis, mode="reflect")  # SciPy's "reflect" is half-sample symmetric
     return out
 
 
@@ -156,6 +150,19 @@ class DegradationRange:
 
 GENERAL = DegradationRange()
 
+# The general model is told (or estimates) the degradation as these numbers, each scaled to 0..1.
+CONDITIONS = ("blur", "scale", "noise", "jpeg")
+
+
+def conditions(d: Degradation) -> tuple[float, float, float, float]:
+    """``d`` as the general model's condition vector (all 0 = a clean photo, leave it alone).
+
+    blur: the blur's geometric-mean sigma / 2; scale: (factor - 1) / 3; noise: sigma / 6;
+    jpeg: (100 - quality) / 40, 0 without JPEG. The down filter and anisotropy are left to the model.
+    """
+    blur = min(1.0, float(np.sqrt(d.sigma_x * d.sigma_y)) / 2.0)
+    return (blur, min(1.0, (d.scale - 1.0) / 3.0), min(1.0, d.noise / 6.0), min(1.0, (100 - d.jpeg) / 40.0) if d.jpeg else 0.0)
+
 
 def anisotropic_kernel(sigma_x: float, sigma_y: float, theta: float, truncate: float = 3.0) -> np.ndarray:
     """Normalised 2-D Gaussian with axes ``sigma_x``/``sigma_y`` rotated by ``theta`` (radians)."""
@@ -178,7 +185,7 @@ def apply(hr: np.ndarray, d: Degradation, rng: np.random.Generator | None = None
             out = to_uint8(gaussian_blur(out, d.sigma_x))
         else:
             k = anisotropic_kernel(d.sigma_x, d.sigma_y, d.theta)[..., None]
-            out = to_uint8(convolve(out.astype(np.float64), k, mode="mirror"))
+            out = to_uint8(convolve(out.astype(np.float32), k.astype(np.float32), mode="mirror"))
     if d.scale > 1.0:
         small = (max(1, round(w / d.scale)), max(1, round(h / d.scale)))
         out = np.asarray(Image.fromarray(out).resize(small, FILTERS[d.down_filter]).resize((w, h), Image.BICUBIC))

@@ -64,7 +64,7 @@ class Adapters(nn.Module):
 
 
 def kd_loss(student: nn.Module, teacher: nn.Module, adapters: Adapters, cfg: DistillConfig):
-    def loss(lq: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
             t_out, t_feats = teacher.forward_features(lq)
         out, feats = student.forward_features(lq)

@@ -88,11 +88,13 @@ class CropSampler:
     def set_state(self, state: str) -> None:
         self.rng.bit_generator.state = json.loads(state)
 
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lq, hr), each nx3xPxP float in 0..1."""
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(lq, hr, cond): nx3xPxP floats in 0..1, and nx4 degradation conditions (see
+        :func:`degrade.conditions`; zeros for stored pairs, whose degradation is the data set's recipe)."""
         p, a = self.patch, self.align
         lq = np.empty((n, p, p, 3), np.uint8)
         hr = np.empty((n, p, p, 3), np.uint8)
+        cond = np.zeros((n, len(degrade.CONDITIONS)), np.float32)
         for i in range(n):
             pair = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
             h, w = pair.hr.shape[:2]
@@ -102,14 +104,16 @@ class CropSampler:
             if self.degradations is None:
                 sources = ((pair.lq[y : y + p, x : x + p], lq), (pair.hr[y : y + p, x : x + p], hr))
             else:
-                sources = ((self._degraded_patch(pair.hr, y, x), lq), (pair.hr[y : y + p, x : x + p], hr))
+                d = self.degradations.sample(self.rng)
+                cond[i] = degrade.conditions(d)
+                sources = ((self._degraded_patch(pair.hr, y, x, d), lq), (pair.hr[y : y + p, x : x + p], hr))
             for src, dst in sources:
                 c = np.rot90(src, k)
                 dst[i] = c[:, ::-1] if flip else c
-        return to_tensor(lq), to_tensor(hr)
+        return to_tensor(lq), to_tensor(hr), torch.from_numpy(cond)
 
-    def _degraded_patch(self, hr: np.ndarray, y: int, x: int) -> np.ndarray:
-        """The patch at (y, x), degraded on the fly by a freshly sampled degradation.
+    def _degraded_patch(self, hr: np.ndarray, y: int, x: int, d: degrade.Degradation) -> np.ndarray:
+        """The patch at (y, x), degraded on the fly by ``d``.
 
         It is degraded together with a margin of context (where the image has one), so blur and resizing
         see real pixels at the patch edges, as they would in a whole photo.
@@ -118,8 +122,29 @@ class CropSampler:
         h, w = hr.shape[:2]
         y0, x0 = max(0, y - m), max(0, x - m)
         region = hr[y0 : min(h, y + p + m), x0 : min(w, x + p + m)]
-        out = degrade.apply(region, self.degradations.sample(self.rng), self.rng)
+        out = degrade.apply(region, d, self.rng)
         return out[y - y0 : y - y0 + p, x - x0 : x - x0 + p]
+
+
+class CropStream(torch.utils.data.IterableDataset):
+    """Endless batches for a ``DataLoader`` with worker processes (GPU training, where making crops on
+    one core would starve the device). Worker ``i`` draws from its own sampler seeded by
+    ``(seed, start, i)``: a resumed run (``start`` = its step) gets fresh crops, not a replay, but is
+    therefore not bit-identical to an uninterrupted one."""
+
+    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int, start: int, batch_size: int,
+                 degradations: DegradationRange | None = None) -> None:
+        self.args = (pairs, patch, align)
+        self.seed, self.start, self.batch_size, self.degradations = seed, start, batch_size, degradations
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        torch.set_num_threads(1)
+        sampler = CropSampler(*self.args, seed=0, degradations=self.degradations)
+        sampler.rng = np.random.default_rng([self.seed, self.start, worker])
+        while True:
+            yield sampler.batch(self.batch_size)
 
 
 def find_dataset(name: str | None, root: Path | None = None) -> Path:

@@ -1,7 +1,8 @@
 """``sharpkd train-teacher``: train a model with plain L1 against HR on a prepared data set.
 
 The teacher is the default; ``arch="student"`` trains the student alone the same way (the baseline that
-distillation is measured against, and how the first bundled student was made).
+distillation is measured against, and how the first bundled student was made). ``arch="general"``
+trains the general student on a data set prepared with ``--degradations general`` (:func:`general_loss`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,31 @@ from torch.nn import functional as F
 from sharpkd import models
 from sharpkd.pairs import load_split, read_manifest, train_degradations
 from sharpkd.pretrained import Loaded
-from sharpkd.training import RunSpec, TrainConfig, fit, warm_start
+from sharpkd.training import RunSpec, TrainConfig, TrainError, fit, warm_start
 
 
 def l1_loss(model: torch.nn.Module):
-    def loss(lq: torch.Tensor, hr: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         value = F.l1_loss(model(lq), hr)
         return value, {"l1": float(value.detach())}
+
+    return loss
+
+
+def general_loss(model: torch.nn.Module, estimator_weight: float = 1.0):
+    """L1 to HR of the restoration, plus L1 of the estimator's guess to the true conditions.
+
+    Half of each batch is restored with the true conditions (so a stated degradation is obeyed), half
+    with the estimator's guess, detached (so the network also learns to live with the estimator's
+    errors, as it must in blind mode).
+    """
+
+    def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        guess = model.estimator(lq)
+        est = F.l1_loss(guess, cond)
+        told = torch.rand(len(lq), 1, device=lq.device) < 0.5
+        l1 = F.l1_loss(model(lq, torch.where(told, cond, guess.detach())), hr)
+        return l1 + estimator_weight * est, {"l1": float(l1.detach()), "est_l1": float(est.detach())}
 
     return loss
 
@@ -41,6 +60,12 @@ def train(
     ``init``: weights to start a new run from (see :func:`training.warm_start`).
     """
     manifest = read_manifest(dataset_dir)
+    degradations = train_degradations(manifest)
+    if arch == "general" and degradations is None:
+        raise TrainError(
+            f"{dataset_dir}: the general model needs a data set prepared with --degradations general "
+            "(e.g. `sharpkd prepare --images DIR --name NAME-general --degradations general`)"
+        )
     model = models.build(arch, model_config)
     if init is not None:
         warm_start(model, init.model, init.source)
@@ -50,11 +75,11 @@ def train(
         model_config=model.config.to_dict(),
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
-        loss={"l1": 1.0},
+        loss={"l1": 1.0, "estimator_l1": 1.0} if arch == "general" else {"l1": 1.0},
         extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     return fit(
-        run_dir, spec, model, l1_loss(model), train_pairs, val_pairs, cfg,
-        device=device, on_step=on_step, degradations=train_degradations(manifest),
+        run_dir, spec, model, general_loss(model) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
+        device=device, on_step=on_step, degradations=degradations,
     )

@@ -30,10 +30,11 @@ from torch import nn
 
 from sharpkd import metrics, tiling
 from sharpkd.degrade import DegradationRange
-from sharpkd.pairs import CropSampler, Pair, to_tensor
+from sharpkd.pairs import CropSampler, CropStream, Pair, to_tensor
 
-# loss(lq, hr) -> (loss tensor, {part name: float}) ; it closes over the model(s) it trains
-LossFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+# loss(lq, hr, cond) -> (loss tensor, {part name: float}); it closes over the model(s) it trains.
+# cond: the batch's degradation conditions (see degrade.conditions), used by the general model only.
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
 class TrainError(Exception):
@@ -54,6 +55,7 @@ class TrainConfig:
     log_every: int = 25
     val_every: int = 1000
     ckpt_every: int = 200
+    workers: int = 0  # crop-making processes; 0 = in the training process (bit-exact resume)
 
 
 @dataclass
@@ -137,12 +139,14 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> None:
     model.load_state_dict(source.state_dict())
 
 
-def train_step(model: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, lq: torch.Tensor, hr: torch.Tensor, lr: float, clip: float) -> dict:
-    """One optimiser step; returns the logged loss parts."""
+def train_step(
+    model: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], lr: float, clip: float
+) -> dict:
+    """One optimiser step on ``batch`` = (lq, hr, cond); returns the logged loss parts."""
     model.train()
     for g in opt.param_groups:
         g["lr"] = lr
-    loss, parts = loss_fn(lq, hr)
+    loss, parts = loss_fn(*batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for g in opt.param_groups for p in g["params"]]
@@ -221,13 +225,22 @@ def fit(
 
         plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
 
+    batches = None
+    if cfg.workers > 0:
+        stream = CropStream(train_pairs, cfg.patch, spec.align, cfg.seed, step, cfg.batch_size, degradations)
+        loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device != "cpu", prefetch_factor=4)
+        batches = iter(loader)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
+
     log_file = open(run_dir / "log.jsonl", "a")
     acc: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
         while step < cfg.steps:
-            lq, hr = sampler.batch(cfg.batch_size)
-            parts = train_step(model, loss_fn, opt, lq.to(device), hr.to(device), lr_at(step, cfg), cfg.grad_clip)
+            batch = next(batches) if batches is not None else sampler.batch(cfg.batch_size)
+            batch = tuple(t.to(device, non_blocking=True) for t in batch)
+            parts = train_step(model, loss_fn, opt, batch, lr_at(step, cfg), cfg.grad_clip)
             ema_update(ema, model, ema_decay(step, cfg))
             step += 1
             for k, v in parts.items():

@@ -140,9 +140,12 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     rng_spec = train_degradations(manifest)
     assert manifest["train_degradations"]["sigma"] == [0.0, 2.0] and rng_spec.sigma == (0.0, 2.0)
     pairs = load_split(paths.datasets_dir() / "gen", "train")
-    lq, hq = CropSampler(pairs, 64, 4, seed=0, degradations=rng_spec).batch(64)
+    lq, hq, cond = CropSampler(pairs, 64, 4, seed=0, degradations=rng_spec).batch(64)
     diff = (lq - hq).abs().flatten(1).mean(1)
     assert (diff == 0).any() and (diff > 0.002).sum() > 32  # some crops are clean targets, most degraded
+    clean = diff == 0
+    assert cond.shape == (64, 4) and (cond[clean] == 0).all()  # a clean crop is labelled clean...
+    assert (cond[diff > 0.002].sum(1) > 0).all() and cond.max() <= 1  # ...and a degraded one as degraded
     r = run("train-teacher", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1")
     assert r.exit_code == 0, r.output
     config = json.loads((paths.runs_dir() / "teacher-gen" / "config.json").read_text())

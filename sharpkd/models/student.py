@@ -24,6 +24,7 @@ class StudentConfig:
     channels: int = 64
     blocks: int = 8
     unshuffle: int = 4
+    conditions: int = 0  # extra constant input maps (the general model's degradation conditions)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +47,7 @@ class Student(nn.Module):
         super().__init__()
         self.config = config
         c, s = config.channels, config.unshuffle
-        self.head = nn.Conv2d(3 * s * s, c, 3, padding=1)
+        self.head = nn.Conv2d(3 * s * s + config.conditions, c, 3, padding=1)
         self.body = nn.ModuleList(Block(c) for _ in range(config.blocks))
         self.tail = nn.Conv2d(c, 3 * s * s, 3, padding=1)
         # Start as the identity (the global skip alone): training then only has to add detail.
@@ -68,15 +69,20 @@ class Student(nn.Module):
         s = self.config.unshuffle
         return (self.config.blocks + 2) * s + s - 1
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output and the body features after each block (for distillation)."""
+    def forward_features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and the body features after each block (for distillation).
+
+        ``cond`` (Bx``config.conditions``) is fed as constant maps next to the folded image."""
         s = self.config.unshuffle
-        h = F.relu(self.head(F.pixel_unshuffle(x, s)))
+        z = F.pixel_unshuffle(x, s)
+        if self.config.conditions:
+            z = torch.cat([z, cond[:, :, None, None].to(z.dtype).expand(-1, -1, *z.shape[-2:])], dim=1)
+        h = F.relu(self.head(z))
         feats = []
         for block in self.body:
             h = block(h)
             feats.append(h)
         return x + F.pixel_shuffle(self.tail(h), s), feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_features(x, cond)[0]
