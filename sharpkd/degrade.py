@@ -119,6 +119,7 @@ class DegradationRange:
     """The distribution training samples from. Shares are probabilities; ranges are uniform (lo, hi)."""
 
     clean_share: float = 0.15  # target = input: the model must learn to leave sharp photos alone
+    canonical_share: float = 0.15  # exactly the canonical recipe: the general model must not lose it
     sigma: tuple[float, float] = (0.0, 2.0)
     anisotropic_share: float = 0.25
     unscaled_share: float = 0.35  # blur without resizing
@@ -133,8 +134,11 @@ class DegradationRange:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
     def sample(self, rng: np.random.Generator) -> Degradation:
-        if rng.random() < self.clean_share:
+        u = rng.random()
+        if u < self.clean_share:
             return Degradation()
+        if u < self.clean_share + self.canonical_share:
+            return Degradation.of(CANONICAL)
         sx = float(rng.uniform(*self.sigma))
         sy, theta = sx, 0.0
         if rng.random() < self.anisotropic_share:

@@ -32,7 +32,7 @@ class GeneralConfig:
     channels: int = 48
     blocks: int = 8
     unshuffle: int = 4
-    estimator_channels: int = 32
+    estimator_channels: int = 48
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +46,9 @@ class Estimator(nn.Module):
         c = channels
         self.features = nn.Sequential(
             nn.Conv2d(3, c, 3, padding=1), nn.ReLU(),  # full resolution: blur lives in the finest detail
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
             nn.Conv2d(c, c, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
             nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
         )
