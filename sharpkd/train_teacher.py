@@ -79,7 +79,34 @@ def train(
         extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
-    return fit(
+    val = fit(
         run_dir, spec, model, general_loss(model) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
+    if arch == "general":
+        val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device)
+    return val
+
+
+def calibrate_run(run_dir: Path, spec: RunSpec, train_pairs: list, val_pairs: list, device: str) -> dict:
+    """Calibrate the blur estimate of a trained general model on (every other) training photo, then
+    validate and save it again as the run's ``model.pt``; see :func:`sharpkd.models.general.calibrate`."""
+    import json
+
+    from sharpkd.models.general import calibrate
+    from sharpkd.pretrained import load_file
+    from sharpkd.training import evaluate, save_atomic, weights_file
+
+    model = load_file(run_dir / "model.pt", device).model
+    knots = calibrate(model, [p.hr for p in train_pairs[::2]], device)
+    step = json.loads(load_file_info(run_dir / "model.pt"))["step"]
+    val = {"step": step, **evaluate(model, val_pairs, crop=spec.align), "calibrated": True} if val_pairs else {"step": step}
+    info = {"step": step, "val": val, "dataset": spec.dataset, "loss": spec.loss, "blur_knots": knots}
+    save_atomic(weights_file(spec, {k: v.cpu() for k, v in model.state_dict().items()}, info), run_dir / "model.pt")
+    with open(run_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "val": val, "blur_knots": knots}) + "\n")
+    return val
+
+
+def load_file_info(path: Path) -> str:
+    return torch.load(path, map_location="cpu", weights_only=True)["info"]
