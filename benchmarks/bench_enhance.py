@@ -2,13 +2,13 @@
 
     python benchmarks/bench_enhance.py [--models student teacher] [--repeats 5] [--threads N]
 
-Three numbers per model:
-* model MP/s: the network alone on the whole 1024x768 image (``--tile 0``), median of ``--repeats`` runs
-  after one warm-up;
-* tiled MP/s: the same through ``enhance_array`` with the default 128 px tiles (context margins cost
-  extra compute, shown here);
-* process MP/s: one whole ``sharpkd enhance`` process on a JPEG file (Python start-up, imports, model
-  load, decode, tiles, encode), wall time measured from outside.
+Numbers per model (median of ``--repeats`` runs after one warm-up, except the processes):
+* model MP/s: ``enhance_array`` on the whole 1024x768 image in one pass (``--tile 0``): the network, and
+  for the general model its per-photo estimate;
+* tile 512 / tile 128 MP/s: the same with 512 px and with the default 128 px tiles (each tile carries
+  its context margin, which costs extra compute);
+* process MP/s: one whole ``sharpkd enhance`` process on one JPEG file (Python start-up, imports, model
+  load, decode, tiles, encode), wall time measured from outside; and one process on 10 such files.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def process_seconds(model: str, image: np.ndarray) -> float:
+def process_seconds(model: str, image: np.ndarray, files: int = 1) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "photo.jpg"
-        Image.fromarray(image).save(src, quality=95)
+        src = Path(tmp) / "in"
+        src.mkdir()
+        for i in range(files):
+            Image.fromarray(image).save(src / f"photo{i}.jpg", quality=95)
         cmd = [sys.executable, "-m", "sharpkd", "enhance", str(src), "-o", str(Path(tmp) / "out"), "--model", model, "-q", "--device", "cpu"]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -59,7 +61,7 @@ def process_seconds(model: str, image: np.ndarray) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", nargs="+", default=["student"])
+    ap.add_argument("--models", nargs="+", default=["general", "x4"])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
@@ -67,16 +69,13 @@ def main() -> None:
     image = photo_1024x768()
     mp = image.shape[0] * image.shape[1] / 1e6
     print(f"CPU threads: {args.threads}; image 1024x768 ({mp:.3f} MP); median of {args.repeats}")
-    print(f"{'model':10} {'params':>10} {'model MP/s':>11} {'tiled MP/s':>11} {'process MP/s':>13}")
+    print(f"{'model':10} {'params':>10} {'model MP/s':>11} {'tile 512':>9} {'tile 128':>9} {'process, 1 file':>16} {'process, 10 files':>18}")
     for name in args.models:
         loaded = pretrained.load(name, device="cpu")
-        x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float() / 255
-        with torch.inference_mode():
-            whole = median_seconds(lambda: loaded.model(x), args.repeats)
-        tiled = median_seconds(lambda: enhance_array(loaded, image, tile=128), args.repeats)
-        proc = process_seconds(name, image)
+        whole, t512, t128 = (median_seconds(lambda t=t: enhance_array(loaded, image, tile=t), args.repeats) for t in (0, 512, 128))
+        one, ten = process_seconds(name, image), process_seconds(name, image, files=10)
         params = sum(p.numel() for p in loaded.model.parameters())
-        print(f"{name:10} {params:>10,} {mp / whole:>11.2f} {mp / tiled:>11.2f} {mp / proc:>13.2f}")
+        print(f"{name:10} {params:>10,} {mp / whole:>11.2f} {mp / t512:>9.2f} {mp / t128:>9.2f} {mp / one:>16.2f} {mp * 10 / ten:>18.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,10 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-MODEL_CHOICES = click.Choice(pretrained.BUNDLED)
+MODEL_CHOICES = click.Choice([*pretrained.BUNDLED, *pretrained.ALIASES])
+MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, leaves sharp ones alone), x4 (the "
+              "specialist for blur 1.0 + x4 downscale; 'student' is its old name), teacher (large, slow) "
+              "[default: your installed student, else general].")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -56,12 +59,12 @@ def _header_megapixels(path: Path, upscale: int) -> float:
 @click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True, help="Tile size in pixels; 0 = whole image in one pass. Output does not depend on it.")
 @click.option("--upscale", type=click.IntRange(1, 8), default=1, show_default=True, help="Bicubic-upsample by N first, then restore (super-resolution).")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="Blend of input (0) and restored output (1).")
-@click.option("--model", type=MODEL_CHOICES, help="Bundled model [default: your installed student, else the bundled student].")
+@click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (errors still go to stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("-v", "--verbose", is_flag=True, help="List every file: done, skipped, ignored (non-image).")
+@click.option("-v", "--verbose", is_flag=True, help="List every file (done, skipped, ignored) and which model ran on each (with the general model's estimate).")
 def enhance_cmd(inputs, output, recursive, fmt, quality, overwrite, tile, upscale, strength, model, weights, device, quiet, as_json, verbose) -> None:
     """Sharpen INPUTS (files and/or folders) into the folder OUTPUT.
 
@@ -94,7 +97,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, overwrite, tile, upscal
             elif kind == "skip" and verbose:
                 bar.console.print(f"skipped (exists): {escape(str(job.target))}")
             elif kind == "done" and verbose:
-                bar.console.print(f"done {name} -> {escape(str(job.target))} (model: {escape(loaded.name)})")
+                bar.console.print(f"done {name} -> {escape(str(job.target))} (model: {escape(info['model'])})")
             elif kind == "fail":
                 bar.console.print(f"[red]failed[/] {escape(str(job.source))}: {escape(info['reason'])}")
                 bar.update(task, completed=on_event.base + sizes[job.source])  # type: ignore[attr-defined]
@@ -115,13 +118,13 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, overwrite, tile, upscal
 
 @main.command("demo")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder for the side-by-side PNGs.")
-@click.option("--model", type=MODEL_CHOICES, help="Bundled model [default: your installed student, else the bundled student].")
+@click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
 @click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True)
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
 def demo_cmd(output, model, weights, tile, device) -> None:
     """Degrade scikit-image's sample photos, sharpen them, and show the result against the originals."""
-    from sharpkd.demo import run_demo
+    from sharpkd.demo import SHARP_NAME, run_demo
     from sharpkd.metrics import DEFAULT
 
     loaded = load_model(model, weights, device)
@@ -130,12 +133,18 @@ def demo_cmd(output, model, weights, tile, device) -> None:
     table = Table(title=f"sharpkd demo ({escape(loaded.name)}); {DEFAULT.describe()}")
     for col in ("photo", "degraded PSNR-Y", "sharpkd PSNR-Y", "gain dB", "degraded SSIM-Y", "sharpkd SSIM-Y"):
         table.add_column(col, justify="left" if col == "photo" else "right")
-    for r in rows:
+    degraded = [r for r in rows if r.photo != SHARP_NAME]
+    for r in degraded:
         table.add_row(r.photo, f"{r.lq_psnr:.2f}", f"{r.out_psnr:.2f}", f"{r.gain:+.2f}", f"{r.lq_ssim:.4f}", f"{r.out_ssim:.4f}")
-    n = len(rows)
-    table.add_row("mean", f"{sum(r.lq_psnr for r in rows) / n:.2f}", f"{sum(r.out_psnr for r in rows) / n:.2f}",
-                  f"{sum(r.gain for r in rows) / n:+.2f}", f"{sum(r.lq_ssim for r in rows) / n:.4f}", f"{sum(r.out_ssim for r in rows) / n:.4f}", style="bold")
+    n = len(degraded)
+    table.add_row("mean", f"{sum(r.lq_psnr for r in degraded) / n:.2f}", f"{sum(r.out_psnr for r in degraded) / n:.2f}",
+                  f"{sum(r.gain for r in degraded) / n:+.2f}", f"{sum(r.lq_ssim for r in degraded) / n:.4f}",
+                  f"{sum(r.out_ssim for r in degraded) / n:.4f}", style="bold")
     console.out.print(table)
+    for r in rows:
+        if r.photo == SHARP_NAME:
+            verdict = "left alone" if r.out_psnr >= 40 else "changed"
+            console.out.print(f"{r.photo}: output {r.out_psnr:.2f} dB PSNR-Y from the input (SSIM-Y {r.out_ssim:.4f}): {verdict}")
     console.out.print(f"side-by-side figures (degraded | sharpkd | original): {escape(str(output))}/")
 
 

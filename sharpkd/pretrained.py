@@ -22,7 +22,8 @@ from torch import nn
 from sharpkd import models, paths
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-BUNDLED = ("student", "teacher")
+BUNDLED = ("general", "x4", "teacher")  # general: the default; x4: the canonical-degradation student
+ALIASES = {"student": "x4"}  # the x4 student's name before the general model shipped
 
 
 class WeightsError(Exception):
@@ -64,6 +65,7 @@ def sha256(path: Path) -> str:
 
 
 def bundled_spec(name: str) -> WeightSpec:
+    name = ALIASES.get(name, name)
     path = WEIGHTS_DIR / f"{name}.json"
     if not path.exists():
         raise WeightsError(f"no bundled weights named {name!r} in this installation")
@@ -85,7 +87,8 @@ def _build(path: Path, arch: str, config: dict, state_dict: dict) -> nn.Module:
         model.load_state_dict(state_dict)
     except (TypeError, ValueError, RuntimeError) as e:
         raise WeightsError(f"{path}: weights do not fit architecture {arch} {config}: {e}") from None
-    return model.eval().requires_grad_(False)
+    # channels-last: the CPU convolutions run about 1.35x faster this way (measured, x4 on 1024x768)
+    return model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
 
 
 def load_file(path: Path, device: str = "cpu") -> Loaded:
@@ -126,6 +129,7 @@ def write_bundle(source: Path, name: str, purpose: str, trained: dict, validatio
 
 @lru_cache(maxsize=4)
 def _load_bundled(name: str, device: str) -> Loaded:
+    name = ALIASES.get(name, name)
     spec = bundled_spec(name)
     path = WEIGHTS_DIR / spec.file
     if not path.exists():
@@ -142,7 +146,7 @@ def _load_bundled(name: str, device: str) -> Loaded:
 
 def load(name: str | None = None, weights: Path | None = None, device: str = "cpu") -> Loaded:
     """The model to run: ``weights`` if given, else bundled ``name``; with neither, the user's installed
-    student (``sharpkd distill --install``) if there is one, else the bundled student."""
+    student (``sharpkd distill --install``) if there is one, else the bundled general model."""
     if weights is not None:
         return load_file(weights, device)
     if name is None:
@@ -150,7 +154,7 @@ def load(name: str | None = None, weights: Path | None = None, device: str = "cp
         if installed.exists():
             loaded = load_file(installed, device)
             return Loaded(loaded.model, "student (installed)", loaded.arch, str(installed))
-        name = "student"
+        name = "general"
     return _load_bundled(name, device)
 
 

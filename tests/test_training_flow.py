@@ -150,6 +150,17 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert r.exit_code == 0, r.output
     config = json.loads((paths.runs_dir() / "teacher-gen" / "config.json").read_text())
     assert config["spec"]["extra"]["train_degradations"]["jpeg_quality"] == [60, 95]
+    # the general model: trained with crop-making worker processes, then its blur estimate calibrated
+    r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    run_dir = paths.runs_dir() / "general-gen"
+    assert json.loads((run_dir / "config.json").read_text())["train"]["workers"] == 1
+    assert "blur_knots" in (run_dir / "log.jsonl").read_text().splitlines()[-1]
+    loaded = pretrained.load_file(run_dir)
+    assert loaded.arch == "general" and loaded.model.estimator.blur_knots[1, 0] == 0
+    out = tmp_path / "out"
+    r = run("enhance", src / "0.png", "-o", out, "--weights", run_dir, "-v")
+    assert r.exit_code == 0 and (out / "0.png").exists() and "estimated blur" in r.output
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):

@@ -38,7 +38,7 @@ CALIBRATION_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0)  # blur ladder o
 
 @dataclass(frozen=True)
 class GeneralConfig:
-    channels: int = 48
+    channels: int = 40
     blocks: int = 8
     unshuffle: int = 4
     estimator_channels: int = 48

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 @dataclass(frozen=True)
 class StudentConfig:
-    channels: int = 64
+    channels: int = 40
     blocks: int = 8
     unshuffle: int = 4
     conditions: int = 0  # extra constant input maps (the general model's degradation conditions)

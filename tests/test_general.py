@@ -1,0 +1,129 @@
+"""The general model: degradation conditions, the estimator and its calibration, tiling, and the bundled one."""
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from sharpkd import metrics, pretrained
+from sharpkd.cli import main
+from sharpkd.degrade import CANONICAL, GENERAL, Degradation, apply, conditions, degrade
+from sharpkd.enhance import enhance_array
+from sharpkd.models.general import General, GeneralConfig, calibrate, textured_crops
+from sharpkd.pretrained import Loaded
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def tiny_general(seed: int = 0) -> General:
+    torch.manual_seed(seed)
+    model = General(GeneralConfig(channels=8, blocks=2, estimator_channels=4)).eval()
+    torch.nn.init.normal_(model.net.tail.weight, std=0.05)  # not the identity, so conditions matter
+    return model
+
+
+def test_conditions_scale_each_degradation_to_0_1():
+    assert conditions(Degradation()) == (0.0, 0.0, 0.0, 0.0)
+    assert conditions(Degradation.of(CANONICAL)) == (0.5, 1.0, 0.0, 0.0)
+    assert conditions(Degradation(noise=3.0, jpeg=80)) == (0.0, 0.0, 0.5, 0.5)
+    rng = np.random.default_rng(0)
+    samples = np.array([conditions(GENERAL.sample(rng)) for _ in range(500)])
+    assert samples.min() >= 0 and samples.max() <= 1
+    assert (samples == 0).all(axis=1).mean() == pytest.approx(GENERAL.clean_share, abs=0.05)
+    canonical = (samples == np.array([0.5, 1.0, 0.0, 0.0])).all(axis=1).mean()
+    assert canonical == pytest.approx(GENERAL.canonical_share, abs=0.05)
+
+
+def test_stated_conditions_change_the_output_and_blind_mode_uses_the_estimate():
+    model = tiny_general()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        clean, soft = model(x, torch.zeros(1, 4)), model(x, torch.tensor([[0.5, 1.0, 0.0, 0.0]]))
+        assert (clean - soft).abs().max() > 1e-4
+        assert torch.equal(model(x), model(x, model.estimate(x)))
+
+
+def test_tiled_output_equals_whole_image_output_with_one_estimate_per_photo():
+    """The estimate is made once per photo, so tiles cannot disagree: tiled == whole."""
+    model = tiny_general()
+    loaded = Loaded(model, "g", "general", "test")
+    photo = skimage.data.astronaut()[100:250, 50:253]
+    whole = enhance_array(loaded, photo, tile=0)
+    described = []
+    tiled = enhance_array(loaded, photo, tile=32, on_model=described.append)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1  # equal up to float rounding at .5 boundaries
+    assert described[0].startswith("g, estimated blur ")
+
+
+def test_textured_crops_prefer_detail_over_flat_areas():
+    x = torch.full((1, 3, 256, 512), 0.5)
+    x[..., :, 256:] = torch.rand(1, 3, 256, 256)  # right half: fine detail
+    crops = textured_crops(x, size=128, count=2)
+    assert crops.shape == (2, 3, 128, 128) and all(c.std() > 0.1 for c in crops)
+
+
+def test_calibration_maps_sharp_photos_to_zero_and_is_monotone():
+    model = tiny_general()
+    photos = [np.ascontiguousarray(skimage.data.astronaut()[:160, :160]), np.ascontiguousarray(skimage.data.coffee()[:160, :160])]
+    knots = calibrate(model, photos)
+    xs, ys = zip(*knots)
+    assert all(b > a for a, b in zip(xs, xs[1:])) and all(b >= a for a, b in zip(ys, ys[1:]))
+    assert ys[0] == 0 and ys[-1] == 1
+    with torch.no_grad():
+        for photo in photos:  # the largest guess of a sharp photo maps to 0
+            x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+            assert float(model.estimate(x)[0, 0]) == pytest.approx(0.0, abs=1e-6)
+    # the curve itself: piecewise linear through the knots
+    guess = torch.tensor([[xs[2], 0.3, 0.2, 0.1], [(xs[2] + xs[3]) / 2, 0, 0, 0]])
+    mapped = model.estimator.calibrated(guess)
+    assert mapped[0].tolist() == pytest.approx([ys[2], 0.3, 0.2, 0.1], abs=1e-5)
+    assert float(mapped[1, 0]) == pytest.approx((ys[2] + ys[3]) / 2, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sharp_photo():
+    """A sharp 256x256 photo (astronaut, 2x area-downscaled, which makes it crisper than the original)."""
+    big = Image.fromarray(skimage.data.astronaut())
+    return np.asarray(big.resize((256, 256), Image.BOX))
+
+
+def test_bundled_general_leaves_a_sharp_photo_alone_and_sharpens_a_soft_one(sharp_photo):
+    loaded = pretrained.load("general")
+    out = enhance_array(loaded, sharp_photo, tile=0)
+    assert metrics.psnr(out, sharp_photo) >= 40.0
+    hr, lq = degrade(sharp_photo)
+    assert metrics.psnr(enhance_array(loaded, lq, tile=0), hr) > metrics.psnr(lq, hr) + 0.3
+    soft = apply(sharp_photo, Degradation(sigma_x=0.6, sigma_y=0.6))
+    assert metrics.psnr(enhance_array(loaded, soft, tile=0), sharp_photo) > metrics.psnr(soft, sharp_photo)
+
+
+def test_enhance_defaults_to_general_and_verbose_says_which_model_ran(tmp_path, sharp_photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(sharp_photo).save(src / "sharp.png")
+    r = run("enhance", src, "-o", tmp_path / "out", "-v")
+    assert r.exit_code == 0, r.output
+    assert "model: general, estimated blur" in " ".join(r.output.split())
+    r = run("enhance", src, "-o", tmp_path / "x4", "-v", "--model", "x4")
+    assert r.exit_code == 0 and "(model: x4)" in r.output
+    r = run("enhance", src, "-o", tmp_path / "old", "--model", "student", "--strength", "0.5")  # the old name still works
+    assert r.exit_code == 0, r.output
+    half = np.asarray(Image.open(tmp_path / "old" / "sharp.png")).astype(int)
+    full = np.asarray(Image.open(tmp_path / "x4" / "sharp.png")).astype(int)
+    assert np.abs(half - sharp_photo).mean() < np.abs(full - sharp_photo).mean()
+
+
+def test_general_training_needs_a_general_data_set(tmp_path):
+    src = tmp_path / "hr"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(np.ascontiguousarray(skimage.data.coffee()[i * 150 : i * 150 + 140, :160])).save(src / f"{i}.png")
+    assert run("prepare", "--images", src, "--name", "plain", "--val-count", "1").exit_code == 0
+    r = run("train-teacher", "--arch", "general", "--dataset", "plain", "--steps", "2", "--patch", "32")
+    assert r.exit_code == 1 and "--degradations general" in r.output
