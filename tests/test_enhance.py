@@ -209,7 +209,8 @@ def test_write_bundle_round_trips_through_the_checked_loader(tmp_path, monkeypat
     pretrained._load_bundled.cache_clear()
     loaded = pretrained.load("tiny")
     x = torch.rand(1, 3, 16, 16)
-    assert torch.equal(loaded.model(x), model.eval()(x))
+    # same weights; the loaded copy runs channels-last, which may round differently in the last bit
+    torch.testing.assert_close(loaded.model(x), model.eval()(x), atol=1e-5, rtol=0)
     pretrained._load_bundled.cache_clear()
 
 
