@@ -143,8 +143,11 @@ def demo_cmd(output, model, weights, tile, device) -> None:
     console.out.print(table)
     for r in rows:
         if r.photo == SHARP_NAME:
-            verdict = "left alone" if r.out_psnr >= 40 else "changed"
-            console.out.print(f"{r.photo}: output {r.out_psnr:.2f} dB PSNR-Y from the input (SSIM-Y {r.out_ssim:.4f}): {verdict}")
+            if r.out_psnr == float("inf"):
+                console.out.print(f"{r.photo}: output identical to the input: left alone")
+            else:
+                verdict = "left alone" if r.out_psnr >= 40 else "changed (over-sharpened)"
+                console.out.print(f"{r.photo}: output {r.out_psnr:.2f} dB PSNR-Y from the input (SSIM-Y {r.out_ssim:.4f}): {verdict}")
     console.out.print(f"side-by-side figures (degraded | sharpkd | original): {escape(str(output))}/")
 
 
