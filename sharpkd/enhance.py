@@ -241,8 +241,15 @@ def enhance_file(
         alpha = upscale_bicubic(alpha[..., None], options.upscale)[..., 0]
     out = enhance_array(loaded, color, options.tile, options.strength, on_tile, on_model)
     result = imagefile.Picture(out, alpha, pic.format, pic.exif, pic.icc)
-    fmt = options.format or SUFFIX_FORMATS.get(job.target.suffix.lower(), "png")
-    imagefile.write(result, job.target, fmt, options.quality)
+    fmt = imagefile.normalize_format(options.format or SUFFIX_FORMATS.get(job.target.suffix.lower(), "png"))
+    same_file_kind = SUFFIX_FORMATS.get(job.source.suffix.lower()) == fmt == pic.format and not pic.reoriented
+    if options.upscale == 1 and same_file_kind and np.array_equal(out, color):
+        # nothing changed (a photo the general model found clean, or --strength 0): the original file,
+        # byte for byte, rather than a re-encoded copy that would lose JPEG quality. (Not for a file
+        # whose EXIF orientation was applied: those are written upright with orientation 1.)
+        imagefile.copy(job.source, job.target)
+    else:
+        imagefile.write(result, job.target, fmt, options.quality)
     return result.megapixels
 
 

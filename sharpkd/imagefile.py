@@ -49,7 +49,8 @@ class Picture:
     """Decoded pixels plus the metadata to carry to the output.
 
     ``color`` is HxWx3 (RGB) or HxWx1 (grayscale), uint8 or uint16. ``alpha``, if present, is HxW of
-    the same dtype. ``exif`` already has its orientation reset to 1 (the pixels are upright).
+    the same dtype. ``exif`` already has its orientation reset to 1 (the pixels are upright);
+    ``reoriented`` says whether the file's orientation had to be applied for that.
     """
 
     color: np.ndarray
@@ -57,6 +58,7 @@ class Picture:
     format: str = "png"
     exif: bytes | None = None
     icc: bytes | None = None
+    reoriented: bool = False
 
     @property
     def gray(self) -> bool:
@@ -196,7 +198,7 @@ def read(path: Path) -> Picture:
         exif_bytes = exif.tobytes()
     color = orient(color, orientation)
     alpha = orient(alpha, orientation) if alpha is not None else None
-    return Picture(color=color, alpha=alpha, format=fmt if fmt in FORMATS else "png", exif=exif_bytes, icc=icc)
+    return Picture(color=color, alpha=alpha, format=fmt if fmt in FORMATS else "png", exif=exif_bytes, icc=icc, reoriented=orientation != 1)
 
 
 def to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -292,6 +294,23 @@ def write(pic: Picture, path: Path, fmt: str | None = None, quality: int = 95) -
             Path(tmp).unlink(missing_ok=True)
             raise
     except (OSError, ValueError) as e:
+        raise ImageFileError(path, f"cannot write: {e}") from None
+
+
+def copy(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` byte for byte, atomically (for outputs whose pixels did not change)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".sharpkd-", suffix=path.suffix, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(Path(source).read_bytes())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
         raise ImageFileError(path, f"cannot write: {e}") from None
 
 

@@ -119,6 +119,20 @@ def test_enhance_defaults_to_general_and_verbose_says_which_model_ran(tmp_path, 
     assert np.abs(half - sharp_photo).mean() < np.abs(full - sharp_photo).mean()
 
 
+def test_an_unchanged_photo_is_written_as_the_original_file_not_re_encoded(tmp_path, sharp_photo):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(sharp_photo).save(src / "sharp.jpg", quality=80)
+    assert run("enhance", src, "-o", tmp_path / "g").exit_code == 0  # general: estimated clean
+    assert (tmp_path / "g" / "sharp.jpg").read_bytes() == (src / "sharp.jpg").read_bytes()
+    assert run("enhance", src, "-o", tmp_path / "s0", "--model", "x4", "--strength", "0").exit_code == 0
+    assert (tmp_path / "s0" / "sharp.jpg").read_bytes() == (src / "sharp.jpg").read_bytes()
+    assert run("enhance", src, "-o", tmp_path / "png", "--format", "png").exit_code == 0  # another format: encoded
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "png" / "sharp.png")), np.asarray(Image.open(src / "sharp.jpg")))
+    assert run("enhance", src, "-o", tmp_path / "x4", "--model", "x4").exit_code == 0  # changed pixels: encoded
+    assert (tmp_path / "x4" / "sharp.jpg").read_bytes() != (src / "sharp.jpg").read_bytes()
+
+
 def test_general_training_needs_a_general_data_set(tmp_path):
     src = tmp_path / "hr"
     src.mkdir()
