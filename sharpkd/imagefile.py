@@ -283,33 +283,29 @@ def write(pic: Picture, path: Path, fmt: str | None = None, quality: int = 95) -
     path = Path(path)
     fmt = normalize_format(fmt or pic.format)
     try:
-        data = _encode(pic, fmt, quality)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sharpkd-", suffix=path.suffix, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(path, _encode(pic, fmt, quality))
     except (OSError, ValueError) as e:
         raise ImageFileError(path, f"cannot write: {e}") from None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, then rename: a stopped run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".sharpkd-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def copy(source: Path, path: Path) -> None:
     """Copy ``source`` to ``path`` byte for byte, atomically (for outputs whose pixels did not change)."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".sharpkd-", suffix=path.suffix, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Path(source).read_bytes())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _write_atomic(path, Path(source).read_bytes())
     except OSError as e:
         raise ImageFileError(path, f"cannot write: {e}") from None
 
