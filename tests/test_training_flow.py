@@ -245,3 +245,26 @@ def test_distill_from_the_bundled_teacher(dataset):
     config = json.loads((paths.runs_dir() / "student-kd-tiny" / "config.json").read_text())
     assert config["spec"]["extra"]["teacher"] == "bundled teacher.pt"
     assert config["spec"]["extra"]["feature_pairs"][-1] == [1, 11]  # 2 student blocks against 12 teacher blocks
+
+
+def test_train_gpu_tool_fits_steps_to_the_budget_and_stops_at_the_deadline(dataset, tmp_path):
+    """tools/train_gpu.py (how the bundled weights were trained), run on the CPU with a tiny job."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).parent.parent / "tools" / "train_gpu.py"
+    out = tmp_path / "gpu"
+    job = "s=train-teacher --arch student --dataset tiny --channels 8 --blocks 1 --batch-size 2 --patch 32 --val-every 1000"
+    done = subprocess.run([sys.executable, tool, job, "--budget", "1", "--probe", "50", "--out", out, "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    plan = json.loads(done.stdout.splitlines()[0])
+    assert plan["steps"] == {"s": 100} and plan["seconds_per_step"]["s"] > 0  # at least 100 steps
+    assert json.loads((out / "runs" / "s" / "config.json").read_text())["train"]["steps"] == 100
+    assert pretrained.load_file(out / "runs" / "s").arch == "student"
+    stopped = subprocess.run([sys.executable, tool, job.replace("--val-every 1000", "--val-every 100000"), "--budget", "10000",
+                              "--probe", "50", "--deadline", "0", "--out", tmp_path / "cut", "--device", "cpu"],
+                             capture_output=True, text=True, timeout=300)
+    # a budget of 10,000 s, but the deadline has passed once the probe is done: the run is stopped at once
+    assert stopped.returncode == 1 and '"failed_or_stopped": ["s"]' in stopped.stdout
