@@ -256,7 +256,7 @@ def test_train_gpu_tool_fits_steps_to_the_budget_and_stops_at_the_deadline(datas
     tool = Path(__file__).parent.parent / "tools" / "train_gpu.py"
     out = tmp_path / "gpu"
     job = "s=train-teacher --arch student --dataset tiny --channels 8 --blocks 1 --batch-size 2 --patch 32 --val-every 1000"
-    done = subprocess.run([sys.executable, tool, job, "--budget", "1", "--probe", "50", "--out", out, "--device", "cpu"],
+    done = subprocess.run([sys.executable, tool, job, "--budget", "0.1", "--probe", "50", "--out", out, "--device", "cpu"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     plan = json.loads(done.stdout.splitlines()[0])
