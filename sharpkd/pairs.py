@@ -72,7 +72,7 @@ class CropSampler:
     """Random ``patch`` crops, corners on the ``align`` grid (the degradation's scale), picked with
     probability proportional to image area, each with one of the 8 flips/rotations."""
 
-    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int, degradations: DegradationRange | None = None) -> None:
+    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int | list[int], degradations: DegradationRange | None = None) -> None:
         self.pairs = [p for p in pairs if min(p.hr.shape[:2]) >= patch]
         self.degradations = degradations
         if not self.pairs:
@@ -141,8 +141,7 @@ class CropStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
         torch.set_num_threads(1)
-        sampler = CropSampler(*self.args, seed=0, degradations=self.degradations)
-        sampler.rng = np.random.default_rng([self.seed, self.start, worker])
+        sampler = CropSampler(*self.args, seed=[self.seed, self.start, worker], degradations=self.degradations)
         while True:
             yield sampler.batch(self.batch_size)
 

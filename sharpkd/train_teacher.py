@@ -84,11 +84,11 @@ def train(
         device=device, on_step=on_step, degradations=degradations,
     )
     if arch == "general":
-        val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device)
+        val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
     return val
 
 
-def calibrate_run(run_dir: Path, spec: RunSpec, train_pairs: list, val_pairs: list, device: str) -> dict:
+def calibrate_run(run_dir: Path, spec: RunSpec, train_pairs: list, val_pairs: list, device: str, step: int) -> dict:
     """Calibrate the blur estimate of a trained general model on (every other) training photo, then
     validate and save it again as the run's ``model.pt``; see :func:`sharpkd.models.general.calibrate`."""
     import json
@@ -99,7 +99,6 @@ def calibrate_run(run_dir: Path, spec: RunSpec, train_pairs: list, val_pairs: li
 
     model = load_file(run_dir / "model.pt", device).model
     knots = calibrate(model, [p.hr for p in train_pairs[::2]], device)
-    step = json.loads(load_file_info(run_dir / "model.pt"))["step"]
     val = {"step": step, **evaluate(model, val_pairs, crop=spec.align), "calibrated": True} if val_pairs else {"step": step}
     info = {"step": step, "val": val, "dataset": spec.dataset, "loss": spec.loss, "blur_knots": knots}
     save_atomic(weights_file(spec, {k: v.cpu() for k, v in model.state_dict().items()}, info), run_dir / "model.pt")
@@ -107,6 +106,3 @@ def calibrate_run(run_dir: Path, spec: RunSpec, train_pairs: list, val_pairs: li
         f.write(json.dumps({"step": step, "val": val, "blur_knots": knots}) + "\n")
     return val
 
-
-def load_file_info(path: Path) -> str:
-    return torch.load(path, map_location="cpu", weights_only=True)["info"]

@@ -141,14 +141,14 @@ def calibrate(model: General, photos: list, device: str = "cpu") -> list[tuple[f
     import numpy as np
 
     from sharpkd.degrade import Degradation, apply, conditions
+    from sharpkd.pairs import to_tensor
 
     def guesses(d: Degradation) -> np.ndarray:
         rng = np.random.default_rng(0)
         out = []
         for photo in photos:
             lq = photo if d == Degradation() else apply(photo, d, rng)
-            x = torch.from_numpy(np.array(lq)).permute(2, 0, 1)[None].float().div(255).to(device)
-            out.append(float(model.estimate(x, raw=True)[0, 0]))
+            out.append(float(model.estimate(to_tensor(lq).to(device), raw=True)[0, 0]))
         return np.array(out)
 
     knots = [(float(guesses(Degradation()).max()), 0.0)]
