@@ -85,17 +85,20 @@ def enhance_array(
     top = 65535.0 if color.dtype == np.uint16 else 255.0
     rgb = np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color
     device = next(loaded.model.parameters()).device
-    x = torch.from_numpy(rgb.astype(np.float32) / top).permute(2, 0, 1)[None].to(device).contiguous(memory_format=torch.channels_last)
+    # HxWxC pixels seen as 1xCxHxW are already channels-last: one pass converts them, none reorders them
+    rgb = rgb if rgb.flags.writeable and rgb.flags.c_contiguous else rgb.copy()  # torch warns on read-only arrays
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].to(device, torch.float32).div_(top)
+    x = x.contiguous(memory_format=torch.channels_last)
     run, described = model_for(loaded, x)
     if on_model:
         on_model(described)
     y = tiling.run(run, x, tile, loaded.context, loaded.align, on_tile)
     if strength != 1.0:
         y = x + strength * (y - x)
-    out = y[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    y = y[0].clamp_(0, 1)  # our own tensor (tiling.run writes into a fresh one): in place is safe
     if color.shape[2] == 1:
-        out = out.mean(axis=2, keepdims=True)
-    return np.round(out * top).astype(color.dtype)
+        y = y.mean(dim=0, keepdim=True)
+    return y.mul_(top).round_().permute(1, 2, 0).cpu().numpy().astype(color.dtype)
 
 
 def enhance_image(

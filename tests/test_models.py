@@ -33,3 +33,22 @@ def test_features_one_per_block_with_declared_channels():
 def test_teacher_costs_far_more_than_student():
     assert models.parameter_count(Teacher()) > 5 * models.parameter_count(Student())
     assert models.parameter_count(Student()) <= 600_000
+
+
+def test_inference_path_equals_the_training_path():
+    """Without autograd the models run in place (faster); they must compute exactly the same."""
+    cases = [
+        (Student(StudentConfig(channels=24, blocks=3)), ()),
+        (Student(StudentConfig(channels=16, blocks=2, conditions=4)), (torch.rand(2, 4),)),
+        (Teacher(TeacherConfig(channels=16, blocks=2)), ()),
+    ]
+    x = torch.rand(2, 3, 24, 32)
+    for s, cond in cases:
+        for p in s.parameters():
+            torch.nn.init.normal_(p, std=0.05)
+        with torch.no_grad():
+            fast = s(x, *cond)
+        slow = s(x, *cond)  # autograd on: the out-of-place path that training and distillation use
+        assert slow.requires_grad and not fast.requires_grad
+        assert torch.allclose(fast, slow.detach(), atol=1e-6)
+        assert not torch.allclose(fast, x, atol=1e-3)  # the weights do change the image

@@ -126,7 +126,7 @@ class General(nn.Module):
         return self.net.forward_features(x, cond)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_features(x, cond)[0]
+        return self.net(x, self.estimate(x) if cond is None else cond)
 
 
 @torch.no_grad()

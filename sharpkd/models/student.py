@@ -85,4 +85,23 @@ class Student(nn.Module):
         return x + F.pixel_shuffle(self.tail(h), s), feats
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.forward_features(x, cond)[0]
+        if torch.is_grad_enabled():
+            return self.forward_features(x, cond)[0]
+        return self._infer(x, cond)
+
+    def _infer(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """The same computation as :meth:`forward_features`, in place where autograd is off.
+
+        Why: at 40 channels the convs run near the CPU's peak, and the ReLUs, residual adds and the
+        fresh tensor each one allocates cost a fifth of the time; in place they cost half as much. The
+        result is bit-identical (``tests/test_models.py``); measured on a 1024x768 photo (2 cores,
+        ``benchmarks/bench_enhance.py``) the network runs about 17 % faster.
+        """
+        s = self.config.unshuffle
+        z = F.pixel_unshuffle(x, s)
+        if self.config.conditions:
+            z = torch.cat([z, cond[:, :, None, None].to(z.dtype).expand(-1, -1, *z.shape[-2:])], dim=1)
+        h = self.head(z).relu_()
+        for block in self.body:
+            h.add_(block.mix(block.spatial(h).relu_()))
+        return F.pixel_shuffle(self.tail(h), s).add_(x)

@@ -70,4 +70,11 @@ class Teacher(nn.Module):
         return x + F.pixel_shuffle(self.tail(h), s), feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
+        if torch.is_grad_enabled():
+            return self.forward_features(x)[0]
+        # without autograd, in place: the same result, faster (see ``Student._infer``)
+        s = self.config.unshuffle
+        h = self.head(F.pixel_unshuffle(x, s))
+        for block in self.body:
+            h.add_(block.conv2(block.conv1(h).relu_()), alpha=block.res_scale)
+        return F.pixel_shuffle(self.tail(h), s).add_(x)
