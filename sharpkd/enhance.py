@@ -95,7 +95,7 @@ def enhance_array(
     y = tiling.run(run, x, tile, loaded.context, loaded.align, on_tile)
     if strength != 1.0:
         y = x + strength * (y - x)
-    y = y[0].clamp_(0, 1)  # our own tensor (tiling.run writes into a fresh one): in place is safe
+    y = y[0].clamp(0, 1)
     if color.shape[2] == 1:
         y = y.mean(dim=0, keepdim=True)
     return y.mul_(top).round_().permute(1, 2, 0).cpu().numpy().astype(color.dtype)
