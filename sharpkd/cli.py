@@ -57,7 +57,7 @@ def _header_megapixels(path: Path, upscale: int) -> float:
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="Quality for JPEG and WebP output.")
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them, so a stopped batch resumes).")
 @click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True, help="Tile size in pixels; 0 = whole image in one pass. Output does not depend on it; larger tiles run faster "
-                   "(each carries the model's context, 44 px for general and x4: 512 px tiles are about 3.5x as fast as 128) and use more memory.")
+                   "(each carries the model's context, 44 px for general and x4: 512 px tiles are about 2x as fast as 128) and use more memory.")
 @click.option("--upscale", type=click.IntRange(1, 8), default=1, show_default=True, help="Bicubic-upsample by N first, then restore (super-resolution).")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="Blend of input (0) and restored output (1).")
 @click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
