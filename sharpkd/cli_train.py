@@ -26,11 +26,16 @@ def device_or_fail(device: str) -> str:
 
 @click.command("prepare")
 @click.option("--div2k", type=click.Path(path_type=Path), help="DIV2K folder (holding DIV2K_train_HR/ and/or DIV2K_valid_HR/, or one of them).")
-@click.option("--images", type=click.Path(path_type=Path), help="Any folder of high-resolution images; the last --val-count (by name) are validation.")
+@click.option("--images", type=click.Path(path_type=Path), multiple=True,
+              help="A folder of high-resolution images; repeat it to put several folders into one data set (see --val).")
 @click.option("--sample", is_flag=True, help="Use scikit-image's sample photos (works on a fresh machine).")
 @click.option("--name", help="Data set name [default: div2k, the --images folder name, or sample].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Data dir to write under [default: $SHARPKD_HOME or the user data dir].")
-@click.option("--val-count", type=click.IntRange(min=1), default=10, show_default=True, help="Validation images held out of --images (or of a DIV2K folder without DIV2K_valid_HR).")
+@click.option("--val-count", type=click.IntRange(min=1), default=10, show_default=True, help="Validation images held out of --images (the last N by name; or of a DIV2K folder without DIV2K_valid_HR).")
+@click.option("--val", "val_rules", multiple=True, metavar="RULE",
+              help="Validation of each --images folder, in the same order (one rule: all folders): last:N (the last N files "
+                   "by name) or groups:K (every K-th photo group, sorted by name; crops of one photo share a group) "
+                   "[default: last:--val-count].")
 @click.option("--subimage", type=click.IntRange(min=0), default=0, show_default=True, help="Cut pairs into sub-images of this size (e.g. 480); 0 keeps whole images.")
 @click.option("--step", type=click.IntRange(min=1), default=240, show_default=True, help="Stride between sub-images.")
 @click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Gaussian blur sigma of the degradation.")
@@ -39,7 +44,7 @@ def device_or_fail(device: str) -> str:
 @click.option("--degradations", type=click.Choice(["canonical", "general"]), default="canonical", show_default=True,
               help="general: training degrades each crop on the fly with a random blur/resize/noise/JPEG from a range "
                    "(sharp crops included); the stored pairs, used for validation, follow the recipe.")
-def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sigma, scale, workers, degradations) -> None:
+def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage, step, sigma, scale, workers, degradations) -> None:
     """Degrade high-resolution images into training pairs (blur, x4 bicubic down, bicubic up)."""
     from sharpkd import paths, prepare
     from sharpkd.degrade import GENERAL, Recipe
@@ -50,9 +55,15 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sig
         if div2k:
             sources, default = prepare.div2k_sources(div2k, val_count), "div2k"
         elif images:
-            if not images.is_dir():
-                fail(f"{images}: not a folder")
-            sources, default = prepare.split_folder(images, val_count), images.resolve().name
+            for folder in images:
+                if not folder.is_dir():
+                    fail(f"{folder}: not a folder")
+            if len(val_rules) not in (0, 1, len(images)):
+                raise click.UsageError(f"give one --val rule, or one per --images folder ({len(images)}), not {len(val_rules)}")
+            rules = list(val_rules) * (len(images) if len(val_rules) == 1 else 1) or [f"last:{val_count}"] * len(images)
+            holdouts = [prepare.Holdout.parse(r) for r in rules]
+            holdout = {Path(f).resolve().name: r for f, r in zip(images, rules)}
+            sources, default = prepare.folder_sources(list(images), holdouts), "+".join(Path(f).resolve().name for f in images)
         else:
             sources, default = prepare.sample_sources(), "sample"
         dataset_dir = paths.datasets_dir(out) / (name or default)
@@ -60,7 +71,7 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, subimage, step, sig
             task = bar.add_task(f"preparing {escape(dataset_dir.name)}", total=len(sources))
             result = prepare.prepare(
                 sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task),
-                GENERAL if degradations == "general" else None,
+                GENERAL if degradations == "general" else None, holdout if images else None,
             )
     except prepare.PrepareError as e:
         fail(str(e))
@@ -169,7 +180,9 @@ def dataset_or_fail(name: str | None) -> Path:
                    "student (needs a data set prepared with --degradations general).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the architecture's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, arch, channels, blocks) -> None:
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="general: calibrate the blur estimate on the training photos after training.")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, arch, channels, blocks, calibrate) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -181,7 +194,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     init = init_weights(init_from, arch)
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init))
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate))
     print_validation(val, run_dir)
 
 

@@ -125,10 +125,10 @@ class DegradationRange:
     unscaled_share: float = 0.35  # blur without resizing
     scale: tuple[float, float] = (1.25, 4.0)
     filters: tuple[str, ...] = ("bicubic", "bilinear", "lanczos", "box")
-    noise_share: float = 0.15
-    noise: tuple[float, float] = (1.0, 6.0)
-    jpeg_share: float = 0.25
-    jpeg_quality: tuple[int, int] = (60, 95)
+    noise_share: float = 0.2
+    noise: tuple[float, float] = (1.0, 10.0)  # sigma on 0..255; phones and high ISO reach 5..10
+    jpeg_share: float = 0.3
+    jpeg_quality: tuple[int, int] = (30, 95)  # web images go down to quality 30-40
 
     def describe(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -161,11 +161,11 @@ CONDITIONS = ("blur", "scale", "noise", "jpeg")
 def conditions(d: Degradation) -> tuple[float, float, float, float]:
     """``d`` as the general model's condition vector (all 0 = a clean photo, leave it alone).
 
-    blur: the blur's geometric-mean sigma / 2; scale: (factor - 1) / 3; noise: sigma / 6;
-    jpeg: (100 - quality) / 40, 0 without JPEG. The down filter and anisotropy are left to the model.
+    blur: the blur's geometric-mean sigma / 2; scale: (factor - 1) / 3; noise: sigma / 10;
+    jpeg: (100 - quality) / 70, 0 without JPEG. The down filter and anisotropy are left to the model.
     """
     blur = min(1.0, float(np.sqrt(d.sigma_x * d.sigma_y)) / 2.0)
-    return (blur, min(1.0, (d.scale - 1.0) / 3.0), min(1.0, d.noise / 6.0), min(1.0, (100 - d.jpeg) / 40.0) if d.jpeg else 0.0)
+    return (blur, min(1.0, (d.scale - 1.0) / 3.0), min(1.0, d.noise / 10.0), min(1.0, (100 - d.jpeg) / 70.0) if d.jpeg else 0.0)
 
 
 def anisotropic_kernel(sigma_x: float, sigma_y: float, theta: float, truncate: float = 3.0) -> np.ndarray:

@@ -65,7 +65,12 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     """NxHxWx3 (or HxWx3) uint8 -> Nx3xHxW float in 0..1."""
     if images.ndim == 3:
         images = images[None]
-    return torch.from_numpy(np.array(images, copy=not images.flags.writeable, order="C")).permute(0, 3, 1, 2).float().div_(255.0)
+    # copy only where torch needs one (read-only or strided arrays); no np.array(copy=...), whose meaning
+    # changed in NumPy 2 (copy=False raises there when a copy is needed)
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:
+        images = images.copy()
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class CropSampler:

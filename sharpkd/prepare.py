@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class Source:
     split: str
     path: Path | None = None
     sample: str | None = None
+    part: str = ""  # the folder it came from: validation is reported per part
 
 
 @dataclass
@@ -66,7 +68,63 @@ def split_folder(folder: Path, val_count: int) -> list[Source]:
     if val_count >= len(files):
         raise PrepareError(f"{folder}: {len(files)} images, not enough to hold out {val_count} for validation")
     cut = len(files) - val_count
-    return [Source(p.stem, "train" if i < cut else "val", path=p) for i, p in enumerate(files)]
+    return [Source(p.stem, "train" if i < cut else "val", path=p, part=folder.name) for i, p in enumerate(files)]
+
+
+# crops of one photo share a group: <source>_<photo>_<k> and wall_<photo>_r<i>c<j> (natural_sr_train's names)
+_GROUP_PATTERNS = (re.compile(r"^(wall_.+)_r\d+c\d+$"), re.compile(r"^([^_]+_.+)_\d+$"))
+
+
+def photo_group(stem: str) -> str:
+    """The photo a file was cut from, by its name: ``deepin_aurora_2`` -> ``deepin_aurora``,
+    ``wall_roman-colosseum_r0c3`` -> ``wall_roman-colosseum``; other names are their own group."""
+    for pattern in _GROUP_PATTERNS:
+        m = pattern.match(stem)
+        if m:
+            return m.group(1)
+    return stem
+
+
+def split_groups(folder: Path, every: int) -> list[Source]:
+    """Images of ``folder``; every ``every``-th photo group (sorted by name, the first included) is
+    validation. Held out by photo, not by file, so no crop of a validation photo is trained on."""
+    files = _image_files(folder)
+    if not files:
+        raise PrepareError(f"{folder}: no image files found")
+    groups = sorted({photo_group(p.stem) for p in files})
+    if len(groups) < 2:
+        raise PrepareError(f"{folder}: one photo group only, nothing to hold out every {every}")
+    held = set(groups[::every])
+    return [Source(p.stem, "val" if photo_group(p.stem) in held else "train", path=p, part=folder.name) for p in files]
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """How one --images folder is split: the last ``count`` files, or every ``every``-th photo group."""
+
+    count: int = 10
+    every: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> "Holdout":
+        kind, _, n = text.partition(":")
+        if kind not in ("last", "groups") or not n.isdigit() or int(n) < 1:
+            raise PrepareError(f"--val {text!r}: expected last:N (the last N files by name) or groups:K (every K-th photo group)")
+        return cls(count=int(n)) if kind == "last" else cls(every=int(n))
+
+    def sources(self, folder: Path) -> list[Source]:
+        return split_groups(folder, self.every) if self.every else split_folder(folder, self.count)
+
+
+def folder_sources(folders: list[Path], holdouts: list[Holdout]) -> list[Source]:
+    """Sources of several folders into one data set (``holdouts``: one per folder); names must not clash."""
+    sources = [s for folder, h in zip(folders, holdouts) for s in h.sources(Path(folder))]
+    seen: dict[str, Path] = {}
+    for s in sources:
+        if s.name in seen:
+            raise PrepareError(f"{s.path} and {seen[s.name]} share the name {s.name!r}; rename one of them")
+        seen[s.name] = s.path
+    return sources
 
 
 def div2k_sources(root: Path, val_count: int) -> list[Source]:
@@ -129,7 +187,7 @@ def _save_png(array: np.ndarray, path: Path) -> None:
 
 def prepare_one(source: Source, dataset_dir: Path, recipe: Recipe, subimage: int, step: int) -> dict:
     """Degrade one source and write its pair(s). Returns its manifest entry, or one with a ``skipped`` reason."""
-    entry: dict = {"name": source.name, "split": source.split}
+    entry: dict = {"name": source.name, "split": source.split, "part": source.part}
     entry["source"] = str(source.path) if source.path else f"skimage.data.{source.sample}"
     try:
         hr, sha = load_rgb8(source)
@@ -171,12 +229,13 @@ def prepare(
     workers: int = 1,
     on_progress: Callable[[dict], None] | None = None,
     train_degradations: DegradationRange | None = None,
+    holdout: dict[str, str] | None = None,
 ) -> PrepareResult:
     """Write degraded pairs for ``sources`` under ``dataset_dir`` and (re)write its manifest.
 
     The stored LQ images always follow ``recipe``. ``train_degradations``, if given, is recorded in the
     manifest: training then degrades HR crops on the fly with degradations sampled from that range
-    (and validates on the stored recipe pairs).
+    (and validates on the stored recipe pairs). ``holdout`` (folder name -> rule) is recorded in the manifest.
     """
     dataset_dir = Path(dataset_dir)
     manifest_path = dataset_dir / "manifest.json"
@@ -218,7 +277,7 @@ def prepare(
     args = (dataset_dir, recipe, subimage, step)
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for entry in pool.map(prepare_one, todo, *[[a] * len(todo) for a in args]):
+            for entry in pool.map(prepare_one, todo, *[[a] * len(todo) for a in args], chunksize=8):
                 collect(entry)
     else:
         for s in todo:
@@ -236,6 +295,7 @@ def prepare(
         "step": step,
         "counts": result.counts,
         "split": {s: [e["name"] for e in entries if e["split"] == s and "files" in e] for s in ("train", "val")},
+        "holdout": holdout or {},
         "entries": entries,
     }
     tmp = manifest_path.with_suffix(".tmp")

@@ -27,8 +27,20 @@ def l1_loss(model: torch.nn.Module):
     return loss
 
 
-def general_loss(model: torch.nn.Module, estimator_weight: float = 1.0):
-    """L1 to HR of the restoration, plus L1 of the estimator's guess to the true conditions.
+ESTIMATOR_QUANTILE = 0.3  # the estimator aims below the truth: doing too little costs less than too much
+
+
+def quantile_loss(guess: torch.Tensor, truth: torch.Tensor, q: float) -> torch.Tensor:
+    """Pinball loss (x2, so q = 0.5 is L1): a guess above the truth costs (1 - q) per unit, below it q.
+
+    Why: an over-estimated blur over-sharpens (halos; measured -3.7 to -5.5 dB on smooth portraits),
+    an under-estimated one merely gains less. With q < 0.5 the estimator learns a low quantile."""
+    err = truth - guess
+    return 2 * torch.maximum(q * err, (q - 1) * err).mean()
+
+
+def general_loss(model: torch.nn.Module, estimator_weight: float = 1.0, quantile: float = ESTIMATOR_QUANTILE):
+    """L1 to HR of the restoration, plus the estimator's quantile loss to the true conditions.
 
     Half of each batch is restored with the true conditions (so a stated degradation is obeyed), half
     with the estimator's guess, detached (so the network also learns to live with the estimator's
@@ -37,7 +49,7 @@ def general_loss(model: torch.nn.Module, estimator_weight: float = 1.0):
 
     def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         guess = model.estimator(lq)
-        est = F.l1_loss(guess, cond)
+        est = quantile_loss(guess, cond, quantile)
         told = torch.rand(len(lq), 1, device=lq.device) < 0.5
         l1 = F.l1_loss(model(lq, torch.where(told, cond, guess.detach())), hr)
         return l1 + estimator_weight * est, {"l1": float(l1.detach()), "est_l1": float(est.detach())}
@@ -54,10 +66,12 @@ def train(
     device: str = "cpu",
     on_step: Callable[[int, int, dict], None] | None = None,
     init: Loaded | None = None,
+    calibrate: bool = True,
 ) -> dict:
     """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers.
 
-    ``init``: weights to start a new run from (see :func:`training.warm_start`).
+    ``init``: weights to start a new run from (see :func:`training.warm_start`). ``calibrate``: for the
+    general model, calibrate its blur estimate after training (``calibrate_run``; skip it to do it later).
     """
     manifest = read_manifest(dataset_dir)
     degradations = train_degradations(manifest)
@@ -75,7 +89,7 @@ def train(
         model_config=model.config.to_dict(),
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
-        loss={"l1": 1.0, "estimator_l1": 1.0} if arch == "general" else {"l1": 1.0},
+        loss={"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE} if arch == "general" else {"l1": 1.0},
         extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
@@ -83,7 +97,7 @@ def train(
         run_dir, spec, model, general_loss(model) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
-    if arch == "general":
+    if arch == "general" and calibrate:
         val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
     return val
 

@@ -64,7 +64,8 @@ def test_range_samples_every_kind_within_bounds():
     assert all(0 <= d.sigma_x <= 2 and 0 <= d.sigma_y <= 2 and 1 <= d.scale <= 4 for d in ds)
     assert any(d.sigma_x != d.sigma_y for d in ds) and any(d.jpeg for d in ds) and any(d.noise for d in ds)
     assert {d.down_filter for d in ds if d.scale > 1} == set(GENERAL.filters)
-    assert all(60 <= d.jpeg <= 95 for d in ds if d.jpeg)
+    assert all(GENERAL.jpeg_quality[0] <= d.jpeg <= GENERAL.jpeg_quality[1] for d in ds if d.jpeg)
+    assert all(GENERAL.noise[0] <= d.noise <= GENERAL.noise[1] for d in ds if d.noise)
 
 
 def test_anisotropic_blur_is_stronger_along_its_long_axis():

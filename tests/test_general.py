@@ -31,7 +31,7 @@ def tiny_general(seed: int = 0) -> General:
 def test_conditions_scale_each_degradation_to_0_1():
     assert conditions(Degradation()) == (0.0, 0.0, 0.0, 0.0)
     assert conditions(Degradation.of(CANONICAL)) == (0.5, 1.0, 0.0, 0.0)
-    assert conditions(Degradation(noise=3.0, jpeg=80)) == (0.0, 0.0, 0.5, 0.5)
+    assert conditions(Degradation(noise=5.0, jpeg=65)) == (0.0, 0.0, 0.5, 0.5)
     rng = np.random.default_rng(0)
     samples = np.array([conditions(GENERAL.sample(rng)) for _ in range(500)])
     assert samples.min() >= 0 and samples.max() <= 1

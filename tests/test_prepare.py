@@ -111,3 +111,36 @@ def test_sample_photos_and_out_option(tmp_path):
     m = json.loads((tmp_path / "data" / "datasets" / "sample" / "manifest.json").read_text())
     assert m["split"]["val"] == [prepare.SAMPLE_PHOTOS[-1]] and len(m["split"]["train"]) == len(prepare.SAMPLE_PHOTOS) - 1
     assert m["entries"][0]["source"].startswith("skimage.data.")
+
+
+def test_photo_groups_follow_the_crop_names():
+    assert prepare.photo_group("deepin_aurora_2") == "deepin_aurora"
+    assert prepare.photo_group("wall_snow-capped_mountain_r1c4") == "wall_snow-capped_mountain"
+    assert prepare.photo_group("bsds_100075") == "bsds_100075"  # source_photo without a crop number
+    assert prepare.photo_group("t91_tt14") == "t91_tt14"
+
+
+def test_several_folders_with_a_by_photo_holdout(tmp_path):
+    hr_images(tmp_path / "scenes", 4)
+    crops = tmp_path / "crops"
+    hr_images(crops, 6)
+    for i, p in enumerate(sorted(crops.iterdir())):  # 3 photos of 2 crops each: src_p0_1, src_p0_2, ...
+        p.rename(crops / f"src_p{i // 2}_{i % 2 + 1}.png")
+    r = run("prepare", "--images", tmp_path / "scenes", "--images", crops, "--val", "last:1", "--val", "groups:2", "--name", "mix")
+    assert r.exit_code == 0, r.output
+    m = manifest("mix")
+    # every 2nd photo group (sorted) is validation, both crops of it: p0 and p2; the scenes keep their last
+    assert m["split"]["val"] == ["0003", "src_p0_1", "src_p0_2", "src_p2_1", "src_p2_2"]
+    assert m["holdout"] == {"scenes": "last:1", "crops": "groups:2"}
+    assert {e["part"] for e in m["entries"]} == {"scenes", "crops"}
+    r = run("prepare", "--images", tmp_path / "scenes", "--images", crops, "--val", "last:1", "--val", "x", "--name", "bad")
+    assert r.exit_code == 1 and "last:N" in r.output
+    r = run("prepare", "--images", tmp_path / "scenes", "--images", crops, "--val", "last:1", "--val", "last:1", "--val", "last:1")
+    assert r.exit_code == 2 and "one per --images folder" in r.output
+
+
+def test_clashing_names_across_folders_are_refused(tmp_path):
+    hr_images(tmp_path / "a", 2)
+    hr_images(tmp_path / "b", 2)
+    r = run("prepare", "--images", tmp_path / "a", "--images", tmp_path / "b", "--val", "last:1")
+    assert r.exit_code == 1 and "share the name" in r.output

@@ -144,12 +144,13 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     diff = (lq - hq).abs().flatten(1).mean(1)
     assert (diff == 0).any() and (diff > 0.002).sum() > 32  # some crops are clean targets, most degraded
     clean = diff == 0
-    assert cond.shape == (64, 4) and (cond[clean] == 0).all()  # a clean crop is labelled clean...
+    # a crop left unchanged is labelled clean (or a blur too slight to move a pixel: sigma < 0.1)...
+    assert cond.shape == (64, 4) and (cond[clean][:, 1:] == 0).all() and (cond[clean][:, 0] < 0.05).all()
     assert (cond[diff > 0.002].sum(1) > 0).all() and cond.max() <= 1  # ...and a degraded one as degraded
     r = run("train-teacher", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1")
     assert r.exit_code == 0, r.output
     config = json.loads((paths.runs_dir() / "teacher-gen" / "config.json").read_text())
-    assert config["spec"]["extra"]["train_degradations"]["jpeg_quality"] == [60, 95]
+    assert config["spec"]["extra"]["train_degradations"]["jpeg_quality"] == [30, 95]
     # the general model: trained with crop-making worker processes, then its blur estimate calibrated
     r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1", "--workers", "1")
     assert r.exit_code == 0, r.output

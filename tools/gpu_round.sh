@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One GPU round of the bundled weights (maintainers' tool; see docs/model-card.md), run on a lent GPU
+# machine from the repository root, with the training photos unpacked under $DATA (sun80/ with all 80,
+# natural_sr_train/) and $OUT for what comes back. Two phases, each stopped by a deadline (SIGTERM: a
+# run saves last.pt, whose EMA weights are used):
+#   A: the teacher and the general model, fine-tuned from the bundled weights on the mixed data set;
+#   B: four x4 students from the bundled x4, equal steps: two seeds with output distillation from the
+#      new teacher, two seeds alone (the seed-to-seed spread).
+set -u
+DATA=${DATA:-/root/data}
+OUT=${OUT:-out}
+export SHARPKD_HOME=${SHARPKD_HOME:-/root/skhome} PYTHONUNBUFFERED=1
+DEVICE=${DEVICE:-cuda}
+RUNS=$SHARPKD_HOME/gpu-runs
+A_SECONDS=${A_SECONDS:-260}
+B_SECONDS=${B_SECONDS:-230}
+TEACHER_STEPS=${TEACHER_STEPS:-5000}
+GENERAL_STEPS=${GENERAL_STEPS:-6000}
+STUDENT_STEPS=${STUDENT_STEPS:-4000}
+PHASES=${PHASES:-AB}  # A, B or AB: the phases to run in this call (B needs A's teacher)
+sk() { python3 -m sharpkd "$@"; }
+mkdir -p "$RUNS" "$OUT"
+t0=$(date +%s)
+if [[ $PHASES == *A* ]]; then
+sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed --workers 14 2>&1 | tail -2
+sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed-general --degradations general --workers 14 2>&1 | tail -1
+echo "prepared in $(( $(date +%s) - t0 )) s"
+
+timeout -s TERM $A_SECONDS python3 -m sharpkd train-teacher --dataset mixed --init bundled --batch-size 32 --patch 192 --lr 2e-4 \
+  --workers 3 --val-every 2500 --steps $TEACHER_STEPS --run $RUNS/teacher --device $DEVICE > $RUNS/teacher.log 2>&1 &
+timeout -s TERM $A_SECONDS python3 -m sharpkd train-teacher --arch general --no-calibrate --dataset mixed-general --init bundled \
+  --batch-size 32 --lr 2e-4 --workers 8 --val-every 3000 --steps $GENERAL_STEPS --run $RUNS/general --device $DEVICE > $RUNS/general.log 2>&1 &
+wait
+echo "phase A done at $(( $(date +%s) - t0 )) s"; tail -n 2 $RUNS/teacher/log.jsonl $RUNS/general/log.jsonl
+fi
+if [[ $PHASES == *B* ]]; then
+
+COMMON="--dataset mixed --init bundled --channels 40 --blocks 8 --batch-size 32 --lr 2e-4 --workers 2 --val-every 2000 --steps $STUDENT_STEPS --device $DEVICE"
+for seed in 0 1; do
+  timeout -s TERM $B_SECONDS python3 -m sharpkd distill $COMMON --seed $seed --teacher $RUNS/teacher/last.pt --lambda-feat 0 --lambda-out 1 \
+    --run $RUNS/kd$seed > $RUNS/kd$seed.log 2>&1 &
+  timeout -s TERM $B_SECONDS python3 -m sharpkd train-teacher --arch student $COMMON --seed $seed --run $RUNS/alone$seed > $RUNS/alone$seed.log 2>&1 &
+done
+wait
+echo "phase B done at $(( $(date +%s) - t0 )) s"
+for r in kd0 kd1 alone0 alone1; do tail -n 1 $RUNS/$r/log.jsonl; done
+fi
+
+python3 - "$RUNS" "$OUT" <<'PY'
+import json, sys, tarfile
+from pathlib import Path
+from sharpkd import pretrained
+runs, out = Path(sys.argv[1]), Path(sys.argv[2])
+w = out / "w"; w.mkdir(parents=True, exist_ok=True)
+for name in ("teacher", "general", "kd0", "kd1", "alone0", "alone1"):
+    try:
+        pretrained.write_bundle(runs / name / "last.pt", name, "gpu round", {}, {}, w)
+    except Exception as e:
+        print(name, "not bundled:", e)
+(w / "teacher.pt").rename(out / "teacher.pt") if (w / "teacher.pt").exists() else None
+with tarfile.open(out / "bundle.tar", "w") as t:
+    t.add(w, arcname="w")
+    for r in runs.iterdir():
+        for f in ("log.jsonl", "config.json"):
+            if (r / f).exists():
+                t.add(r / f, arcname=f"runs/{r.name}/{f}")
+        if r.suffix == ".log":
+            t.add(r, arcname=f"logs/{r.name}")
+PY
+rm -rf "$OUT/w"
+echo "all done at $(( $(date +%s) - t0 )) s"
