@@ -1,8 +1,15 @@
 """sharpkd: sharpen photos with a small network distilled from a large one.
 
-Python API: :func:`enhance_image` takes a PIL image or a NumPy array and returns the same kind.
+Python API: load a model once, then enhance any number of images (PIL images or NumPy arrays; each
+comes back as the same kind)::
+
+    import sharpkd
+    model = sharpkd.load()            # the default; or load("x4"), load(weights="run/")
+    sharp = sharpkd.enhance(model, image)
+
+:func:`enhance_image` does both in one call (bundled models are cached).
 """
 
-from sharpkd.enhance import enhance_image
+from sharpkd.enhance import enhance, enhance_image, load
 
-__all__ = ["enhance_image"]
+__all__ = ["enhance", "enhance_image", "load"]

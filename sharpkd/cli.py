@@ -11,7 +11,9 @@ from PIL import Image
 from rich.markup import escape
 from rich.table import Table
 
-from sharpkd import console, enhance, pretrained
+from sharpkd import console, pretrained
+from sharpkd.enhance import MIN_TILE
+from sharpkd.imagefile import DEFAULT_MAX_PIXELS
 from sharpkd.cli_train import DEVICE_CHOICES, distill_cmd, prepare_cmd, train_teacher_cmd
 from sharpkd.console import fail
 
@@ -49,71 +51,152 @@ def _header_megapixels(path: Path, upscale: int) -> float:
         return 0.0
 
 
+def parse_color(text: str) -> tuple[int, int, int]:
+    """white, black, gray or #rrggbb -> an RGB triple."""
+    named = {"white": (255, 255, 255), "black": (0, 0, 0), "gray": (128, 128, 128), "grey": (128, 128, 128)}
+    t = text.strip().lower()
+    if t in named:
+        return named[t]
+    if len(t) == 7 and t[0] == "#":
+        try:
+            return tuple(int(t[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+        except ValueError:
+            pass
+    raise click.BadParameter(f"{text!r}: give white, black, gray or #rrggbb")
+
+
+def sharp_checker(loaded: pretrained.Loaded, options):
+    """For the specialist x4: a function telling whether a photo looks sharp to the general model (so
+    that one warning can say x4 over-sharpens it); None for the models that judge photos themselves."""
+    if loaded.conditioned or loaded.arch != "student":
+        return None
+    general = pretrained.load("general", device=str(loaded.device))
+
+    def looks_sharp(job) -> bool:
+        from sharpkd import imagefile
+        from sharpkd.enhance import Source
+
+        try:
+            pic = imagefile.read(job.source, options.max_pixels)
+        except imagefile.ImageFileError:
+            return False
+        src = Source(pic.color, 1, 1, general.device)
+        return not general.for_photo(src.region, src.height, src.width).changes
+
+    return looks_sharp
+
+
 @main.command("enhance")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output folder (created if needed).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output folder (created if needed); or, for one input file, an output file whose suffix chooses the format.")
 @click.option("-r", "--recursive", is_flag=True, help="Walk sub-folders and mirror their tree under the output folder.")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp", "tiff"]), help="Output format [default: same as input].")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="Quality for JPEG and WebP output.")
+@click.option("--background", default="white", show_default=True, help="Colour that transparent pixels are composited on when the output format has no alpha (JPEG): white, black, gray or #rrggbb.")
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them, so a stopped batch resumes).")
-@click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True, help="Tile size in pixels; 0 = whole image in one pass. Output does not depend on it; larger tiles run faster "
-                   "(each carries the model's context, 44 px for general and x4: 512 px tiles are about 2x as fast as 128) and use more memory.")
+@click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True,
+              help=f"Tile size in pixels (at least {MIN_TILE}; smaller values are raised); 0 = whole image in one pass. Output does not "
+                   "depend on it; larger tiles run faster (each carries the model's context, 44 px for general and x4: 512 px tiles "
+                   "are about 2x as fast as 128) and use more memory.")
 @click.option("--upscale", type=click.IntRange(1, 8), default=1, show_default=True, help="Bicubic-upsample by N first, then restore (super-resolution).")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="Blend of input (0) and restored output (1).")
+@click.option("--max-pixels", type=click.FloatRange(min=0.001), default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
+              help="Largest image accepted, in megapixels (memory stays bounded by the tiles; raise it for panoramas).")
 @click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary (errors still go to stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary (errors and warnings still go to stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
-@click.option("-v", "--verbose", is_flag=True, help="List every file (done, skipped, ignored) and which model ran on each (with the general model's estimate).")
-def enhance_cmd(inputs, output, recursive, fmt, quality, overwrite, tile, upscale, strength, model, weights, device, quiet, as_json, verbose) -> None:
-    """Sharpen INPUTS (files and/or folders) into the folder OUTPUT.
+@click.option("-v", "--verbose", is_flag=True, help="List every file (done, unchanged, skipped, ignored) and which model ran on each (with the general model's estimate).")
+def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, tile, upscale, strength, max_pixels, model, weights, device, quiet, as_json, verbose) -> None:
+    """Sharpen INPUTS (files and/or folders) into OUTPUT.
 
-    Exit code: 0 if every image succeeded (or was skipped as already done), 1 if any failed, 2 for usage errors.
+    Exit codes: 0 every image done (or skipped as already done, or left unchanged); 1 some image failed,
+    or no input image was found at all; 2 usage errors; 130 interrupted.
     """
-    if output.exists() and not output.is_dir():
-        fail(f"{output}: exists and is not a folder")
-    options = enhance.Options(tile=tile, strength=strength, upscale=upscale, format=fmt, quality=quality, overwrite=overwrite, recursive=recursive)
-    plan = enhance.plan_batch(list(inputs), output, options)
-    loaded = load_model(model, weights, device)
+    from sharpkd import batch
+
+    if tile and tile < MIN_TILE:
+        console.warn(f"--tile {tile} is below the minimum of {MIN_TILE} px (tiny tiles spend their time on context): using {MIN_TILE}")
+        tile = MIN_TILE
+    options = batch.Options(tile=tile, strength=strength, upscale=upscale, format=fmt, quality=quality, overwrite=overwrite,
+                            recursive=recursive, background=parse_color(background), max_pixels=int(max_pixels * 1e6))
+    try:
+        plan = batch.plan_batch(list(inputs), output, options)
+    except (batch.PlanError, ValueError) as e:
+        fail(str(e))
     if verbose:
-        for p in plan.ignored:
-            console.err.print(f"ignored (not an image): {escape(str(p))}")
-        console.err.print(f"model: {loaded.name} ({loaded.arch}, {loaded.source})")
+        for p, reason in plan.ignored:
+            console.err.print(f"ignored {escape(str(p))}: {escape(reason)}")
     for p, reason in plan.refused:
         console.err.print(f"[red]failed[/] {escape(str(p))}: {escape(reason)}")
+    if not plan.jobs:
+        reasons = plan.why_nothing()
+        for r in reasons:
+            console.err.print(escape(r))
+        if not plan.refused:
+            fail("no input image found" + ("" if reasons else f" in {', '.join(str(i) for i in inputs)}"))
+        raise SystemExit(1)
+    if plan.left_in_subfolders and not verbose:
+        console.warn(f"{plan.left_in_subfolders} image(s) in sub-folders left out: add -r (--recursive) to include them")
+    todo = [j for j in plan.jobs if overwrite or not j.target.exists()]
+    if todo:
+        problem = batch.check_output(batch.Plan(jobs=todo))
+        if problem:
+            fail(problem)
+    loaded = load_model(model, weights, device)
+    if verbose:
+        console.err.print(f"model: {escape(loaded.name)} ({loaded.arch}, {escape(loaded.source)})")
+    live = not (quiet or as_json) and console.err.is_terminal
+    plain = not (quiet or as_json) and not live  # logs, nohup, CI: one plain line per file
 
-    with console.progress("MP", quiet=quiet or as_json) as bar:
-        todo = [j for j in plan.jobs if overwrite or not j.target.exists()]
+    with console.progress("MP", quiet=not live) as bar:
         sizes = {j.source: _header_megapixels(j.source, upscale) for j in todo}
         task = bar.add_task("enhancing", total=sum(sizes.values()) or 1)
+        state = {"base": 0.0}
 
-        def on_event(kind: str, job: enhance.Job, info: dict) -> None:
+        def on_event(kind: str, job, info: dict) -> None:
             name = escape(job.source.name)
             if kind == "start":
                 bar.update(task, description=name)
-                on_event.base = bar.tasks[0].completed  # type: ignore[attr-defined]
+                state["base"] = bar.tasks[0].completed
             elif kind == "tile":
-                bar.update(task, completed=on_event.base + sizes[job.source] * info["done"] / info["total"])  # type: ignore[attr-defined]
+                bar.update(task, completed=state["base"] + sizes[job.source] * info["done"] / info["total"])
             elif kind == "skip" and verbose:
                 bar.console.print(f"skipped (exists): {escape(str(job.target))}")
-            elif kind == "done" and verbose:
-                bar.console.print(f"done {name} -> {escape(str(job.target))} (model: {escape(info['model'])})")
+            elif kind == "done":
+                if not info["computed"]:  # rates and ETA count computed pixels only
+                    bar.update(task, completed=state["base"], total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+                what = "done" if info["computed"] else "left unchanged"
+                if verbose or plain:
+                    bar.console.print(f"{what} {name} -> {escape(str(job.target))} (model: {escape(info['model'])})")
+                if verbose:
+                    for note in info["notes"]:
+                        bar.console.print(f"  {escape(note)}")
             elif kind == "fail":
                 bar.console.print(f"[red]failed[/] {escape(str(job.source))}: {escape(info['reason'])}")
-                bar.update(task, completed=on_event.base + sizes[job.source])  # type: ignore[attr-defined]
+                bar.update(task, completed=state["base"], total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+            elif kind == "warn":
+                console.warn(info["message"])
 
-        summary = enhance.run_batch(loaded, plan, options, on_event)
+        try:
+            summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded, options))
+        except KeyboardInterrupt:
+            fail("interrupted: finished outputs are kept; run the same command again to continue", code=130)
         bar.update(task, description="done")
 
     if as_json:
         click.echo(json.dumps(summary.as_dict(), indent=2))
     elif not quiet:
-        rate = f", {summary.megapixels / summary.seconds:.2f} MP/s" if summary.seconds > 0 and summary.done else ""
+        rate = f", {summary.mp_per_s:.2f} MP/s" if summary.mp_per_s else ""
+        unchanged = f", {summary.unchanged} left unchanged (already sharp)" if summary.unchanged else ""
         console.out.print(
-            f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed; "
-            f"{summary.megapixels:.2f} MP in {summary.seconds:.1f} s{rate}, model: {escape(loaded.name)}"
+            f"{summary.done} done{unchanged}, {summary.skipped} skipped, {len(summary.failed)} failed; "
+            f"{summary.megapixels:.2f} MP computed in {summary.seconds:.1f} s{rate}, model: {escape(loaded.name)}"
         )
+        if summary.skipped and not (summary.done or summary.unchanged or summary.failed):
+            console.out.print(f"all {summary.skipped} outputs exist already: --overwrite redoes them")
     raise SystemExit(1 if summary.failed else 0)
 
 

@@ -17,7 +17,7 @@ from PIL import Image
 
 from sharpkd import figures, metrics
 from sharpkd.degrade import CANONICAL, degrade
-from sharpkd.enhance import enhance_array
+from sharpkd.enhance import enhance
 from sharpkd.prepare import SAMPLE_PHOTOS
 from sharpkd.pretrained import Loaded
 
@@ -52,7 +52,7 @@ def run_demo(loaded: Loaded, out_dir: Path, tile: int = 128, photos: tuple[str, 
     rows = []
     for name in photos:
         hr, lq = degrade(np.ascontiguousarray(getattr(skimage.data, name)()), CANONICAL)
-        out = enhance_array(loaded, lq, tile)
+        out = enhance(loaded, lq, tile)
         lq_m, out_m = metrics.psnr_ssim(lq, hr), metrics.psnr_ssim(out, hr)
         fig = figures.comparison([
             (f"degraded (blur {CANONICAL.sigma}, x{CANONICAL.scale} down/up)\nPSNR-Y {lq_m[0]:.2f} dB  SSIM-Y {lq_m[1]:.4f}", lq),
@@ -64,7 +64,7 @@ def run_demo(loaded: Loaded, out_dir: Path, tile: int = 128, photos: tuple[str, 
         rows.append(DemoRow(name, *lq_m, *out_m, path))
     if sharp:
         photo = sharp_photo()
-        out = enhance_array(loaded, photo, tile)
+        out = enhance(loaded, photo, tile)
         out_m = metrics.psnr_ssim(out, photo)
         fig = figures.comparison([
             ("input: already sharp\n(no degradation)", photo),

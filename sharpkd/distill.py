@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sharpkd import models, paths, pretrained
+from sharpkd.files import write_atomic
 from sharpkd.pairs import load_split, read_manifest, train_degradations
 from sharpkd.training import RunSpec, TrainConfig, TrainError, fit, warm_start
 
@@ -170,10 +171,7 @@ def install(run_dir: Path, root: Path | None = None) -> Path:
     if loaded.arch != "student":
         raise TrainError(f"{source}: holds a {loaded.arch}, not a student")
     target = paths.installed_student(root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(source.read_bytes())
-    tmp.replace(target)
+    write_atomic(target, source.read_bytes())
     return target
 
 

@@ -12,9 +12,7 @@ tifffile (a scikit-image dependency). Every failure raises :class:`ImageFileErro
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +22,8 @@ import png
 import tifffile
 from PIL import Image, ImageFile
 
+from sharpkd.files import write_atomic
+
 # Output formats and their extensions. Input may be anything Pillow opens; formats not listed here are
 # written as PNG.
 FORMATS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif"}
@@ -31,6 +31,7 @@ FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 IMAGE_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm", ".tga",
 }
+DEFAULT_MAX_PIXELS = 200_000_000  # larger files are refused unless --max-pixels raises the limit
 ORIENTATION_TAG = 0x0112
 ICC_TIFF_TAG = 34675
 
@@ -97,7 +98,7 @@ def orient(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(ops.get(orientation, ops[1])(array))
 
 
-def _split_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def split_pillow(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     """Pillow image -> (HxWxC colour, alpha or None), converting exotic modes to RGB(A)/L."""
     mode = im.mode
     if mode == "P":
@@ -149,6 +150,8 @@ def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bytes | Non
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         a = page.asarray()
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and a.ndim == 3:
+            a = np.moveaxis(a, 0, -1)  # stored plane by plane (scanners, raw converters): C x H x W
         icc = page.tags.get(ICC_TIFF_TAG)
         icc = bytes(icc.value) if icc is not None else None
     if a.ndim == 2:
@@ -160,18 +163,27 @@ def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bytes | Non
     return a[..., :3], None, icc
 
 
-def read(path: Path) -> Picture:
-    """Decode ``path``; raises :class:`ImageFileError` for anything unreadable."""
+def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
+    """Decode ``path``; raises :class:`ImageFileError` for anything unreadable, animated, or larger than
+    ``max_pixels`` (None: no limit; checked from the header, before anything is decoded)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageFileError(path, f"{im.width}x{im.height} is {im.width * im.height / 1e6:.0f} megapixels, above the limit of "
+                                           f"{max_pixels / 1e6:g} (raise it with --max-pixels; tiles keep memory bounded)")
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                raise ImageFileError(path, f"{'animated image' if im.format in ('GIF', 'PNG', 'WEBP') else 'file'} with {frames} "
+                                           "frames or pages: only single images are supported")
             fmt = (im.format or "png").lower()
             exif = im.getexif()
             orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
             icc = im.info.get("icc_profile")
             bits = im.tag_v2.get(258) if fmt == "tiff" else None
             header = _png_header(path) if fmt == "png" else None
-            if header is not None and header[0] == 16 and header[1] in (2, 6):
+            # 16-bit colour and grey+alpha: Pillow would reduce them to 8 bits (plain 16-bit grey it reads as I;16)
+            if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
                 color, alpha = _read_png16(path)
             elif bits is not None and max(np.atleast_1d(bits)) == 16:
                 color, alpha, icc = _read_tiff16(path)
@@ -179,11 +191,9 @@ def read(path: Path) -> Picture:
                 im.load()
                 if im.mode == "CMYK":
                     icc = None  # the profile describes CMYK, not the RGB we convert to
-                color, alpha = _split_pillow(im)
+                color, alpha = split_pillow(im)
     except FileNotFoundError:
         raise ImageFileError(path, "file not found") from None
-    except Image.DecompressionBombError as e:
-        raise ImageFileError(path, f"image too large ({e})") from None
     except (OSError, SyntaxError, ValueError, EOFError, png.Error, tifffile.TiffFileError) as e:
         reason = str(e) or type(e).__name__
         if "cannot identify image file" in reason:
@@ -283,29 +293,16 @@ def write(pic: Picture, path: Path, fmt: str | None = None, quality: int = 95) -
     path = Path(path)
     fmt = normalize_format(fmt or pic.format)
     try:
-        _write_atomic(path, _encode(pic, fmt, quality))
+        write_atomic(path, _encode(pic, fmt, quality))
     except (OSError, ValueError) as e:
         raise ImageFileError(path, f"cannot write: {e}") from None
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: a stopped run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".sharpkd-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def copy(source: Path, path: Path) -> None:
     """Copy ``source`` to ``path`` byte for byte, atomically (for outputs whose pixels did not change)."""
     path = Path(path)
     try:
-        _write_atomic(path, Path(source).read_bytes())
+        write_atomic(path, Path(source).read_bytes())
     except OSError as e:
         raise ImageFileError(path, f"cannot write: {e}") from None
 
@@ -317,3 +314,6 @@ def with_pixels(pic: Picture, color: np.ndarray) -> Picture:
 
 # Allow slightly truncated files? No: a truncated photo is reported, not silently half-enhanced.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The size limit is ours (``read``'s max_pixels, said in words with the option to raise it), not
+# Pillow's "decompression bomb" error, which offers no way through.
+Image.MAX_IMAGE_PIXELS = None

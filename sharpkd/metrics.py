@@ -2,7 +2,7 @@
 
 Convention (the default everywhere in sharpkd, and what every table states in its header):
 
-* **Channel:** luma Y of ITU-R BT.601 as MATLAB's ``rgb2ycbcr`` computes it for 8-bit data:
+* **Channel:** luma Y of ITU-R BT.601 (a greyscale image counts as R = G = B) as MATLAB's ``rgb2ycbcr`` computes it for 8-bit data:
   ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` with R, G, B in 0..255 (so Y is in 16..235).
   ``rgb=True`` scores the three RGB channels instead (SSIM is then the mean over channels).
 * **Border:** ``crop`` pixels (default 4, the x4 scale) are removed from every side before scoring,
@@ -62,6 +62,9 @@ def _prepare(a: np.ndarray, b: np.ndarray, conv: Convention) -> tuple[np.ndarray
     a, b = to_255(a), to_255(b)
     if a.ndim == 3 and a.shape[2] == 1:
         a, b = a[..., 0], b[..., 0]
+    if a.ndim == 2 and not conv.rgb:
+        # grey is R = G = B: scored as the Y of that RGB picture, so HxW, HxWx1 and HxWx3 agree
+        a, b = np.repeat(a[..., None], 3, axis=2), np.repeat(b[..., None], 3, axis=2)
     if a.ndim == 3 and not conv.rgb:
         if a.shape[2] != 3:
             raise ValueError(f"Y channel needs RGB images, got {a.shape[2]} channels")

@@ -61,6 +61,13 @@ def load_split(dataset_dir: Path, split: str) -> list[Pair]:
     return pairs
 
 
+def parts(dataset_dir: Path) -> dict[str, str]:
+    """Pair name -> the source folder ("part") it came from, for data sets prepared from several folders
+    (validation is reported per part); older data sets have one part, named after the data set."""
+    manifest = read_manifest(dataset_dir)
+    return {name: e.get("part") or manifest["name"] for e in manifest["entries"] for name in e.get("files", [])}
+
+
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """NxHxWx3 (or HxWx3) uint8 -> Nx3xHxW float in 0..1."""
     if images.ndim == 3:

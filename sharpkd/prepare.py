@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from sharpkd import imagefile
+from sharpkd.files import write_atomic
 from sharpkd.degrade import CANONICAL, DegradationRange, Recipe, degrade
 
 MIN_SIZE = 128  # the training patch: a smaller image cannot give a single crop
@@ -180,9 +180,7 @@ def crops(h: int, w: int, size: int, step: int, align: int) -> list[tuple[int, i
 
 
 def _save_png(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG", compress_level=1)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: Image.fromarray(array).save(tmp, format="PNG", compress_level=1))
 
 
 def prepare_one(source: Source, dataset_dir: Path, recipe: Recipe, subimage: int, step: int) -> dict:
@@ -298,7 +296,5 @@ def prepare(
         "holdout": holdout or {},
         "entries": entries,
     }
-    tmp = manifest_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, manifest_path)
+    write_atomic(manifest_path, json.dumps(manifest, indent=2).encode())
     return result

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from sharpkd import metrics, tiling
+from sharpkd import metrics
+from sharpkd.files import torch_load, write_atomic
 from sharpkd.degrade import DegradationRange
-from sharpkd.pairs import CropSampler, CropStream, Pair, to_tensor
+from sharpkd.pairs import CropSampler, CropStream, Pair
 
 # loss(lq, hr, cond) -> (loss tensor, {part name: float}); it closes over the model(s) it trains.
 # cond: the batch's degradation conditions (see degrade.conditions), used by the general model only.
@@ -94,29 +94,35 @@ def ema_decay(step: int, cfg: TrainConfig) -> float:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """Average the parameters; copy the buffers (running statistics, calibration knots), which are
+    not trained by gradients, so averaging them would only lag."""
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
 
 
-@torch.inference_mode()
 def evaluate(model: nn.Module, pairs: list[Pair], crop: int, tile: int = 0) -> dict:
-    """Mean PSNR-Y / SSIM-Y of the model's output and of the degraded input against HR (project convention)."""
+    """Mean PSNR-Y / SSIM-Y of the model's output and of the degraded input against HR (project
+    convention). The model runs as ``sharpkd enhance`` runs it (:func:`sharpkd.enhance.enhance_pixels`)."""
+    from sharpkd.enhance import enhance_pixels
+    from sharpkd.pretrained import describe
+
+    was_training = model.training
     model.eval()
+    loaded = describe(model, "evaluated")
     conv = metrics.Convention(crop=crop)
-    device = next(model.parameters()).device
     rows = []
     for p in pairs:
-        out = tiling.run(model, to_tensor(p.lq).to(device), tile, model.context, model.config.unshuffle)
-        out8 = out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+        out8, _ = enhance_pixels(loaded, p.lq, tile)
         rows.append((*metrics.psnr_ssim(out8, p.hr, conv), *metrics.psnr_ssim(p.lq, p.hr, conv)))
+    model.train(was_training)
     m = np.mean(np.array(rows), axis=0)
     return {"psnr_y": m[0], "ssim_y": m[1], "psnr_in": m[2], "ssim_in": m[3], "gain": m[0] - m[2], "images": len(pairs)}
 
 
 def save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def weights_file(spec: RunSpec, state_dict: dict, info: dict) -> dict:
@@ -126,9 +132,9 @@ def weights_file(spec: RunSpec, state_dict: dict, info: dict) -> dict:
 
 def load_checkpoint(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged file; all mean the same to the user
-        raise TrainError(f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}: {e}); delete it to start over") from None
+        return torch_load(path)
+    except (ValueError, OSError) as e:
+        raise TrainError(f"{e}; corrupt or unreadable checkpoint: delete it to start over") from None
 
 
 def warm_start(model: nn.Module, source: nn.Module, name: str) -> None:
@@ -198,6 +204,8 @@ def fit(
             extra.load_state_dict(ck["extra"])
         opt.load_state_dict(ck["optimizer"])
         torch.set_rng_state(ck["torch_rng"])
+        if ck.get("cuda_rng") and torch.cuda.is_available() and len(ck["cuda_rng"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(ck["cuda_rng"])
         sampler.set_state(ck["sampler_rng"])
         step, best = ck["step"], json.loads(ck["val"])
     config = {"spec": asdict(spec), "train": asdict(cfg), "device": device, "torch": torch.__version__}
@@ -209,6 +217,7 @@ def fit(
                 "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
                 "extra": extra.state_dict() if extra is not None else {}, "optimizer": opt.state_dict(),
                 "torch_rng": torch.get_rng_state(), "sampler_rng": sampler.state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "spec": json.dumps(spec.identity()), "val": json.dumps(best),
             },
             last,

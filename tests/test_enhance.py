@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import sharpkd
-from sharpkd import enhance, imagefile, pretrained
+from sharpkd import batch, imagefile, pretrained
 from sharpkd.cli import main
 from sharpkd.models.student import Student, StudentConfig
 
@@ -51,11 +51,11 @@ def test_existing_outputs_are_skipped_unless_overwrite(photos, tmp_path):
     run("enhance", photos, "-o", out)
     stamp = (out / "a.jpg").stat().st_mtime_ns
     r = run("enhance", photos, "-o", out, "--json")
-    summary = json.loads(r.output)
-    assert (summary["done"], summary["skipped"], summary["failed"]) == (0, 2, 0)
+    summary = json.loads(r.stdout)
+    assert (summary["done"], summary["unchanged"], summary["skipped"], summary["failed"]) == (0, 0, 2, 0)
     assert (out / "a.jpg").stat().st_mtime_ns == stamp
-    summary = json.loads(run("enhance", photos, "-o", out, "--json", "--overwrite").output)
-    assert summary["done"] == 2 and summary["megapixels"] == pytest.approx(2 * 128 * 96 / 1e6, abs=1e-3)
+    summary = json.loads(run("enhance", photos, "-o", out, "--json", "--overwrite").stdout)
+    assert summary["done"] + summary["unchanged"] == 2 and summary["skipped"] == 0
 
 
 def test_writing_onto_an_input_is_refused(photos):
@@ -67,9 +67,10 @@ def test_writing_onto_an_input_is_refused(photos):
 
 def test_outputs_inside_an_input_folder_are_not_taken_as_inputs(photos):
     r = run("enhance", photos, "-o", photos / "sharp", "-r", "--json")
-    assert json.loads(r.output)["done"] == 3
+    first = json.loads(r.stdout)
+    assert first["done"] + first["unchanged"] == 3
     r = run("enhance", photos, "-o", photos / "sharp", "-r", "--json")
-    assert json.loads(r.output)["skipped"] == 3
+    assert json.loads(r.stdout)["skipped"] == 3
 
 
 def test_corrupt_image_is_reported_and_batch_goes_on(photos, tmp_path):
@@ -191,7 +192,7 @@ def test_plan_refuses_name_clashes(tmp_path, photo):
     (tmp_path / "in").mkdir()
     Image.fromarray(photo).save(tmp_path / "in" / "x.jpg")
     Image.fromarray(photo).save(tmp_path / "in" / "x.png")
-    plan = enhance.plan_batch([tmp_path / "in"], tmp_path / "out", enhance.Options(format="png"))
+    plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out", batch.Options(format="png"))
     assert len(plan.jobs) == 1 and "already the output" in plan.refused[0][1]
 
 

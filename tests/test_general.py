@@ -10,7 +10,7 @@ from PIL import Image
 from sharpkd import metrics, pretrained
 from sharpkd.cli import main
 from sharpkd.degrade import CANONICAL, GENERAL, Degradation, apply, conditions, degrade
-from sharpkd.enhance import enhance_array
+from sharpkd.enhance import enhance, enhance_pixels
 from sharpkd.models.general import General, GeneralConfig, calibrate, textured_crops
 from sharpkd.pretrained import Loaded
 
@@ -52,13 +52,12 @@ def test_stated_conditions_change_the_output_and_blind_mode_uses_the_estimate():
 def test_tiled_output_equals_whole_image_output_with_one_estimate_per_photo():
     """The estimate is made once per photo, so tiles cannot disagree: tiled == whole."""
     model = tiny_general()
-    loaded = Loaded(model, "g", "general", "test")
+    loaded = pretrained.describe(model, "g")
     photo = skimage.data.astronaut()[100:250, 50:253]
-    whole = enhance_array(loaded, photo, tile=0)
-    described = []
-    tiled = enhance_array(loaded, photo, tile=32, on_model=described.append)
+    whole, _ = enhance_pixels(loaded, photo, tile=0)
+    tiled, run = enhance_pixels(loaded, photo, tile=64)
     assert np.abs(whole.astype(int) - tiled).max() <= 1  # equal up to float rounding at .5 boundaries
-    assert described[0].startswith("g, estimated blur ")
+    assert run.described.startswith("g, estimated blur ")
 
 
 def test_textured_crops_prefer_detail_over_flat_areas():
@@ -95,12 +94,12 @@ def sharp_photo():
 
 def test_bundled_general_leaves_a_sharp_photo_alone_and_sharpens_a_soft_one(sharp_photo):
     loaded = pretrained.load("general")
-    out = enhance_array(loaded, sharp_photo, tile=0)
+    out = enhance(loaded, sharp_photo, tile=0)
     assert metrics.psnr(out, sharp_photo) >= 40.0
     hr, lq = degrade(sharp_photo)
-    assert metrics.psnr(enhance_array(loaded, lq, tile=0), hr) > metrics.psnr(lq, hr) + 0.3
+    assert metrics.psnr(enhance(loaded, lq, tile=0), hr) > metrics.psnr(lq, hr) + 0.3
     soft = apply(sharp_photo, Degradation(sigma_x=0.6, sigma_y=0.6))
-    assert metrics.psnr(enhance_array(loaded, soft, tile=0), sharp_photo) > metrics.psnr(soft, sharp_photo)
+    assert metrics.psnr(enhance(loaded, soft, tile=0), sharp_photo) > metrics.psnr(soft, sharp_photo)
 
 
 def test_enhance_defaults_to_general_and_verbose_says_which_model_ran(tmp_path, sharp_photo):

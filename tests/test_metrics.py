@@ -15,9 +15,21 @@ def test_identical_images_give_inf_psnr_and_ssim_one(photo):
 
 
 def test_constant_error_gives_formula_psnr():
-    a = np.full((40, 40), 100, np.uint8)[..., None]
+    a = np.full((40, 40, 3), 100, np.uint8)
+    b = a.copy()
+    b[..., 1] += 5  # green only: Y moves by 5 * 128.553 / 255
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(255**2 / (5 * 128.553 / 255) ** 2))
+
+
+def test_grey_is_scored_as_the_y_of_equal_rgb():
+    """HxW, HxWx1 and the same picture as RGB give one score (grey: R = G = B, so Y = 16 + 219/255 grey)."""
+    a = np.full((40, 40), 100, np.uint8)
     b = a + np.uint8(5)
-    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(255**2 / 25))
+    want = 10 * math.log10(255**2 / (5 * 219 / 255) ** 2)
+    rgb = lambda g: np.repeat(g[..., None], 3, axis=2)  # noqa: E731
+    for x, y in ((a, b), (a[..., None], b[..., None]), (rgb(a), rgb(b))):
+        assert metrics.psnr(x, y) == pytest.approx(want)
+    assert metrics.ssim(a[..., None], b[..., None]) == pytest.approx(metrics.ssim(rgb(a), rgb(b)))
 
 
 def test_y_channel_is_matlab_bt601():

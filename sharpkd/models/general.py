@@ -22,6 +22,7 @@ training photos produce map to 0, which keeps sharp photos untouched.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -79,22 +80,37 @@ class Estimator(nn.Module):
         return torch.sigmoid(self.head(pooled))
 
 
-def textured_crops(x: torch.Tensor, size: int = CROP, count: int = MAX_CROPS) -> torch.Tensor:
-    """The ``count`` crops of ``size`` px (on a grid) of a 1x3xHxW image with the most fine detail
-    (mean absolute Laplacian of the gray image); the whole image if it is smaller than one crop."""
-    h, w = x.shape[-2:]
+Reader = Callable[[int, int, int, int], torch.Tensor]  # (y0, y1, x0, x1) -> 1x3xhxw region of a photo
+
+
+def select_crops(read: Reader, h: int, w: int, size: int = CROP, count: int = MAX_CROPS) -> torch.Tensor:
+    """The ``count`` crops of ``size`` px (on a grid) of an ``h`` x ``w`` photo with the most fine
+    detail (mean absolute Laplacian of the gray image, zero on the photo's border); the whole photo if
+    it is smaller than one crop. The photo is read one row of crops at a time (with a pixel above and
+    below), so a large photo is never held as floats at once."""
     if h < size or w < size:
-        return x
-    gray = x.mean(dim=1, keepdim=True)
-    lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], device=x.device, dtype=x.dtype)
-    detail = F.conv2d(gray, lap[None, None]).abs()
-    detail = F.pad(detail, (1, 1, 1, 1))
+        return read(0, h, 0, w)
+    lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
     ys = torch.linspace(0, h - size, max(1, h // size)).round().long().tolist()
     xs = torch.linspace(0, w - size, max(1, w // size)).round().long().tolist()
-    corners = [(y, x0) for y in ys for x0 in xs]
-    scores = torch.stack([detail[..., y : y + size, x0 : x0 + size].mean() for y, x0 in corners])
-    best = scores.argsort(descending=True)[:count].tolist()
-    return torch.cat([x[..., corners[i][0] : corners[i][0] + size, corners[i][1] : corners[i][1] + size] for i in best])
+    scores, corners = [], []
+    for y in ys:
+        a, b = max(y - 1, 0), min(y + size + 1, h)
+        strip = read(a, b, 0, w)
+        gray = strip.mean(dim=1, keepdim=True)
+        detail = F.pad(F.conv2d(gray, lap.to(gray)).abs(), (1, 1, 1, 1))[0, 0, y - a : y - a + size]
+        # column sums once, then each crop's mean is a difference of running sums
+        cols = F.pad(detail.double().sum(dim=0).cumsum(0), (1, 0))
+        for x0 in xs:
+            scores.append(float(cols[x0 + size] - cols[x0]) / (size * size))
+            corners.append((y, x0))
+    best = torch.tensor(scores).argsort(descending=True, stable=True)[:count].tolist()
+    return torch.cat([read(corners[i][0], corners[i][0] + size, corners[i][1], corners[i][1] + size) for i in best])
+
+
+def textured_crops(x: torch.Tensor, size: int = CROP, count: int = MAX_CROPS) -> torch.Tensor:
+    """:func:`select_crops` of a 1x3xHxW tensor."""
+    return select_crops(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1], size, count)
 
 
 class General(nn.Module):
@@ -119,6 +135,11 @@ class General(nn.Module):
         """Bx4 conditions of each image of the batch, from its most textured crops (calibrated unless ``raw``)."""
         guess = torch.cat([self.estimator(textured_crops(image[None])).mean(dim=0, keepdim=True) for image in x])
         return guess if raw else self.estimator.calibrated(guess)
+
+    def estimate_photo(self, read: Reader, h: int, w: int) -> torch.Tensor:
+        """1x4 calibrated conditions of one photo given by a region reader (see :func:`select_crops`)."""
+        crops = select_crops(read, h, w).to(next(self.parameters()).device)
+        return self.estimator.calibrated(self.estimator(crops).mean(dim=0, keepdim=True))
 
     def forward_features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if cond is None:
