@@ -28,7 +28,7 @@ from PIL import Image
 
 from sharpkd import pretrained
 from sharpkd.degrade import degrade
-from sharpkd.enhance import enhance_array
+from sharpkd.enhance import enhance
 
 
 def photo_1024x768() -> np.ndarray:
@@ -72,7 +72,7 @@ def main() -> None:
     print(f"{'model':10} {'params':>10} {'model MP/s':>11} {'tile 512':>9} {'tile 128':>9} {'process, 1 file':>16} {'process, 10 files':>18}")
     for name in args.models:
         loaded = pretrained.load(name, device="cpu")
-        whole, t512, t128 = (median_seconds(lambda t=t: enhance_array(loaded, image, tile=t), args.repeats) for t in (0, 512, 128))
+        whole, t512, t128 = (median_seconds(lambda t=t: enhance(loaded, image, tile=t), args.repeats) for t in (0, 512, 128))
         one, ten = process_seconds(name, image), process_seconds(name, image, files=10)
         params = sum(p.numel() for p in loaded.model.parameters())
         print(f"{name:10} {params:>10,} {mp / whole:>11.2f} {mp / t512:>9.2f} {mp / t128:>9.2f} {mp / one:>16.2f} {mp * 10 / ten:>18.2f}", flush=True)

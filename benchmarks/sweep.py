@@ -19,7 +19,7 @@ import numpy as np
 from sharpkd import metrics, pretrained
 from sharpkd.classical import UnsharpMask
 from sharpkd.degrade import Degradation, apply
-from sharpkd.enhance import enhance_array
+from sharpkd.enhance import enhance
 from sharpkd.pairs import find_dataset, load_split
 
 CASES = {
@@ -75,10 +75,10 @@ def main() -> None:
         restorers[f"unsharp {r},{a}"] = UnsharpMask(r, a)
     for name in args.models:
         loaded = pretrained.load(name)
-        restorers[name] = lambda lq, m=loaded: enhance_array(m, lq, tile=0)
+        restorers[name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
     for w in args.weights:
         loaded = pretrained.load_file(Path(w))
-        restorers[Path(w).name] = lambda lq, m=loaded: enhance_array(m, lq, tile=0)
+        restorers[Path(w).name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
     table = sweep(restorers, photos)
     print(f"{len(photos)} validation photos")
     print_table(table)

@@ -14,7 +14,7 @@ from rich.table import Table
 from sharpkd import console, pretrained
 from sharpkd.enhance import MIN_TILE
 from sharpkd.imagefile import DEFAULT_MAX_PIXELS
-from sharpkd.cli_train import DEVICE_CHOICES, distill_cmd, prepare_cmd, train_teacher_cmd
+from sharpkd.cli_train import DEVICE_CHOICES, distill_cmd, prepare_cmd, reset_default_cmd, train_teacher_cmd
 from sharpkd.console import fail
 
 try:
@@ -289,7 +289,7 @@ def score_cmd(out_dir, gt_dir, baseline, crop, rgb, csv_path, json_path, worst, 
 
 
 
-for command in (prepare_cmd, train_teacher_cmd, distill_cmd):
+for command in (prepare_cmd, train_teacher_cmd, distill_cmd, reset_default_cmd):
     main.add_command(command)
 
 if __name__ == "__main__":

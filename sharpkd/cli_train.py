@@ -116,6 +116,18 @@ def run_training(label: str, train_fn) -> dict:
         fail(str(e))
 
 
+def say_resuming(run_dir: Path) -> None:
+    """Tell the user when a run continues from its checkpoint (and so ignores --init)."""
+    from sharpkd.training import TrainError, resume_step
+
+    try:
+        step = resume_step(run_dir)
+    except TrainError as e:
+        fail(str(e))
+    if step is not None:
+        console.out.print(f"resuming run {escape(Path(run_dir).name)} at step {step} ({escape(str(run_dir))})")
+
+
 def print_validation(val: dict, run_dir: Path) -> None:
     if "psnr_y" in val:
         console.out.print(
@@ -193,6 +205,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
+    say_resuming(run_dir)
     init = init_weights(init_from, arch)
     val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate))
     print_validation(val, run_dir)
@@ -204,7 +217,8 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @click.option("--lambda-feat", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of the feature loss: MSE between adapted student features and teacher features.")
 @click.option("--lambda-out", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an L1 loss to the teacher's output (0 = off).")
 @click.option("--baseline", is_flag=True, help="Also train the same student without the teacher and write a report card (report.md, report.json).")
-@click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance and demo (stored in the data dir).")
+@click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance, demo and the Python API "
+              "(stored in the data dir; `sharpkd reset-default` undoes it).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
 def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
@@ -229,15 +243,17 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     init = init_weights(init_from, "student")
+    say_resuming(run_dir)
     val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init))
     print_validation(val, run_dir)
     if baseline:
         base_dir = run_dir / "baseline"
-        console.out.print(f"baseline: the same student without the teacher -> {escape(str(base_dir))}")
-        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step))
+        console.out.print(f"baseline: the same student without the teacher (same steps, seed, data and starting weights) -> {escape(str(base_dir))}")
+        say_resuming(base_dir)
+        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step, init))
         print_validation(base_val, base_dir)
         with console.err.status("measuring the report card..."):
-            text = distill.report_card(dataset_dir, run_dir, loaded_teacher, val, base_val, cfg, kd)
+            text = distill.report_card(dataset_dir, run_dir, loaded_teacher, val, base_val, cfg, kd, init.source if init else None)
         console.out.print(escape(text))
         console.out.print(f"report: {escape(str(run_dir / 'report.md'))}")
     if install_it:
@@ -245,4 +261,19 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
             target = distill.install(run_dir)
         except (TrainError, pretrained.WeightsError) as e:
             fail(str(e))
-        console.out.print(f"installed: {escape(str(target))} is now the default student of enhance and demo")
+        console.out.print(
+            f"installed: {escape(str(target))} is now the default model of enhance, demo and the Python API "
+            "(instead of the bundled general model); `sharpkd reset-default` goes back to the bundled default"
+        )
+
+
+@click.command("reset-default")
+def reset_default_cmd() -> None:
+    """Go back to the bundled default model after `distill --install` (the installed student is kept as a backup)."""
+    from sharpkd import distill
+
+    backup = distill.uninstall()
+    if backup is None:
+        console.out.print("no installed student: the default is already the bundled general model")
+        return
+    console.out.print(f"the default is the bundled general model again; the installed student was moved to {escape(str(backup))}")

@@ -20,6 +20,7 @@ into ``<run>/baseline``.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,10 @@ def train(
     if init is not None:
         warm_start(student, init.model, init.source)
     student = student.to(device)
-    t_model = teacher.model.to(device).eval()
+    t_model = teacher.model
+    if teacher.device != torch.device(device):  # a copy: the loaded model may be shared (cached)
+        t_model = copy.deepcopy(t_model).to(device)
+    t_model.eval()
     if t_model.config.unshuffle != student.config.unshuffle:
         raise TrainError(
             f"teacher folds by {t_model.config.unshuffle} and the student by {student.config.unshuffle}: "
@@ -175,8 +179,22 @@ def install(run_dir: Path, root: Path | None = None) -> Path:
     return target
 
 
+def uninstall(root: Path | None = None) -> Path | None:
+    """Undo :func:`install`: the installed student is renamed to a backup beside it (nothing is deleted);
+    returns the backup's path, or None if no student was installed."""
+    import time
+
+    target = paths.installed_student(root)
+    if not target.exists():
+        return None
+    backup = target.with_name(f"{target.stem}.removed-{time.strftime('%Y%m%d-%H%M%S')}{target.suffix}")
+    target.rename(backup)
+    return backup
+
+
 def report_card(
-    dataset_dir: Path, run_dir: Path, teacher: pretrained.Loaded, kd_val: dict, base_val: dict, cfg: TrainConfig, kd: DistillConfig
+    dataset_dir: Path, run_dir: Path, teacher: pretrained.Loaded, kd_val: dict, base_val: dict, cfg: TrainConfig, kd: DistillConfig,
+    init: str | None = None,
 ) -> str:
     """Measure input / teacher / student+KD / student alone and write ``report.md`` + ``report.json``."""
     from sharpkd import report
@@ -194,6 +212,6 @@ def report_card(
     context = {
         "dataset": Path(dataset_dir).name, "val_images": len(val_pairs), "teacher": teacher.source,
         "steps": cfg.steps, "batch_size": cfg.batch_size, "patch": cfg.patch, "seed": cfg.seed, "lr": cfg.lr,
-        "loss": kd.as_loss(), "speed_size": f"{image.shape[-1]}x{image.shape[-2]}",
+        "loss": kd.as_loss(), "speed_size": f"{image.shape[-1]}x{image.shape[-2]}", "init": init,
     }
     return report.write(entries, kd_entry, alone_entry, context, Path(run_dir))

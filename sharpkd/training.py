@@ -130,6 +130,12 @@ def weights_file(spec: RunSpec, state_dict: dict, info: dict) -> dict:
     return {"arch": spec.arch, "config": spec.model_config, "state_dict": state_dict, "info": json.dumps(info)}
 
 
+def resume_step(run_dir: Path) -> int | None:
+    """The step a run folder's checkpoint would resume at, or None if there is none to resume."""
+    last = Path(run_dir) / "last.pt"
+    return int(load_checkpoint(last)["step"]) if last.exists() else None
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         return torch_load(path)

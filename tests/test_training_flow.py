@@ -48,7 +48,8 @@ def test_smoke_prepare_teacher_distill_baseline_enhance(dataset, tmp_path, photo
     report = json.loads((kd_run / "report.json").read_text())
     names = [e["name"] for e in report["entries"]]
     assert names == ["degraded input (bicubic)", "teacher", "student + KD", "student alone"]
-    assert "Distillation" in (kd_run / "report.md").read_text() and "loss: l1 x 1.0, feat_mse x 1.0" in (kd_run / "report.md").read_text()
+    report_text = (kd_run / "report.md").read_text()
+    assert any(v in report_text for v in ("No measurable difference", "Distillation helped", "Distillation hurt")) and "loss: l1 x 1.0, feat_mse x 1.0" in (kd_run / "report.md").read_text()
     assert report["kd_minus_alone_db"] == pytest.approx(report["entries"][2]["psnr_y"] - report["entries"][3]["psnr_y"])
     assert all(e["macs_per_pixel"] > 0 for e in report["entries"][1:])
     # the shipped student has no adapters: the weights file loads as a plain student
@@ -70,9 +71,30 @@ def test_distill_resumes_and_installs(dataset):
     first = torch.load(kd_run / "last.pt", weights_only=True)["step"]
     r = run("distill", "--dataset", "tiny", "--run", kd_run, *TINY[:1], "5", *TINY[2:], "--channels", "8", "--blocks", "1", "--install")
     assert r.exit_code == 0, r.output
+    assert "resuming run kd at step 3" in r.output
     assert first == 3 and torch.load(kd_run / "last.pt", weights_only=True)["step"] == 5
-    assert paths.installed_student().exists()
+    assert paths.installed_student().exists() and "sharpkd reset-default" in r.output
     assert pretrained.load().source == str(paths.installed_student())  # enhance's default now
+    r = run("reset-default")
+    assert r.exit_code == 0 and "bundled general model again" in r.output
+    assert not paths.installed_student().exists() and pretrained.load().name == "general"
+    assert len(list(paths.installed_student().parent.glob("*.removed-*"))) == 1  # kept as a backup
+    assert "already the bundled" in run("reset-default").output
+
+
+def test_baseline_starts_from_the_same_weights_and_runs_are_named_by_their_folder(dataset, photo, tmp_path):
+    run("train-teacher", "--dataset", "tiny", *TINY, "--channels", "8", "--blocks", "2")
+    first = paths.runs_dir() / "s8"
+    assert run("train-teacher", "--dataset", "tiny", "--run", first, "--arch", "student", *TINY, "--channels", "8", "--blocks", "1").exit_code == 0
+    kd_run = paths.runs_dir() / "kdi"
+    r = run("distill", "--dataset", "tiny", "--run", kd_run, *TINY, "--channels", "8", "--blocks", "1", "--init", first, "--baseline")
+    assert r.exit_code == 0, r.output
+    for folder in (kd_run, kd_run / "baseline"):
+        assert json.loads((folder / "config.json").read_text())["spec"]["extra"]["init"] == str(first / "model.pt")
+    assert f"starting weights: {first / 'model.pt'} (both students)" in (kd_run / "report.md").read_text()
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    r = run("enhance", tmp_path / "p.png", "-o", tmp_path / "o", "--weights", kd_run, "-v")
+    assert r.exit_code == 0 and "(model: kdi" in r.output
 
 
 def test_distill_without_teacher_says_what_to_run(dataset, tmp_path, monkeypatch):
@@ -269,3 +291,15 @@ def test_train_gpu_tool_fits_steps_to_the_budget_and_stops_at_the_deadline(datas
                              capture_output=True, text=True, timeout=300)
     # a budget of 10,000 s, but the deadline has passed once the probe is done: the run is stopped at once
     assert stopped.returncode == 1 and '"failed_or_stopped": ["s"]' in stopped.stdout
+
+
+def test_report_verdict_calls_a_difference_inside_the_seed_spread_no_difference():
+    from sharpkd.report import NO_DIFFERENCE_DB, Entry, verdict
+
+    def entry(psnr):
+        return Entry("x", psnr, 0.9, 1.0, 1, 1.0, None)
+
+    assert verdict(entry(30.02), entry(30.0)).startswith("No measurable difference")
+    assert verdict(entry(30.0), entry(30.02)).startswith("No measurable difference")
+    assert verdict(entry(30.0 + 2 * NO_DIFFERENCE_DB), entry(30.0)).startswith("Distillation helped")
+    assert verdict(entry(30.0), entry(30.0 + 2 * NO_DIFFERENCE_DB)).startswith("Distillation hurt")
