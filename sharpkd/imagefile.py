@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import png
 import tifffile
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from sharpkd.files import write_atomic
 
@@ -146,11 +146,38 @@ def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"II*\x00", b"MM\x00*")
+
+
+def im_exif_none() -> Image.Exif:
+    return Image.Exif()
+
+
+def _read_tiff_with_tifffile(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            h, w = page.shape[page.axes.index("Y")], page.shape[page.axes.index("X")]
+            if max_pixels is not None and h * w > max_pixels:
+                raise ImageFileError(path, f"{w}x{h} is {h * w / 1e6:.0f} megapixels, above the limit of {max_pixels / 1e6:g} "
+                                           "(raise it with --max-pixels; tiles keep memory bounded)")
+            if len(tif.pages) > 1:
+                raise ImageFileError(path, f"file with {len(tif.pages)} frames or pages: only single images are supported")
+            dtype = page.dtype
+    except tifffile.TiffFileError as e:
+        raise ImageFileError(path, f"damaged TIFF ({e})") from None
+    if dtype not in (np.uint8, np.uint16):
+        raise ImageFileError(path, f"{dtype} TIFF pixels are not supported (8- and 16-bit only)")
+    return _read_tiff16(path)
+
+
 def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         a = page.asarray()
-        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and a.ndim == 3:
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and a.ndim == 3 and a.shape[0] == page.samplesperpixel:
             a = np.moveaxis(a, 0, -1)  # stored plane by plane (scanners, raw converters): C x H x W
         icc = page.tags.get(ICC_TIFF_TAG)
         icc = bytes(icc.value) if icc is not None else None
@@ -194,11 +221,14 @@ def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
                 color, alpha = split_pillow(im)
     except FileNotFoundError:
         raise ImageFileError(path, "file not found") from None
+    except UnidentifiedImageError:
+        if not _is_tiff(path):
+            raise ImageFileError(path, "not an image, or a format Pillow cannot read") from None
+        # TIFFs Pillow cannot open (16-bit planar RGB from scanners, for one): tifffile reads them
+        fmt, exif, orientation = "tiff", im_exif_none(), 1
+        color, alpha, icc = _read_tiff_with_tifffile(path, max_pixels)
     except (OSError, SyntaxError, ValueError, EOFError, png.Error, tifffile.TiffFileError) as e:
-        reason = str(e) or type(e).__name__
-        if "cannot identify image file" in reason:
-            reason = "not an image, or a format Pillow cannot read"
-        raise ImageFileError(path, reason) from None
+        raise ImageFileError(path, str(e) or type(e).__name__) from None
     if color.shape[0] == 0 or color.shape[1] == 0:
         raise ImageFileError(path, "image has no pixels")
     exif_bytes = None

@@ -303,3 +303,29 @@ def test_report_verdict_calls_a_difference_inside_the_seed_spread_no_difference(
     assert verdict(entry(30.0), entry(30.02)).startswith("No measurable difference")
     assert verdict(entry(30.0 + 2 * NO_DIFFERENCE_DB), entry(30.0)).startswith("Distillation helped")
     assert verdict(entry(30.0), entry(30.0 + 2 * NO_DIFFERENCE_DB)).startswith("Distillation hurt")
+
+
+def test_to_tensor_takes_strided_writeable_and_read_only_arrays():
+    """NumPy 2 raises for np.array(copy=False) when a copy is needed; both kinds must work on 1 and 2."""
+    from sharpkd.pairs import to_tensor
+
+    a = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    strided = a[:, ::2]  # writeable, not contiguous
+    assert strided.flags.writeable and not strided.flags.c_contiguous
+    read_only = a.copy()
+    read_only.flags.writeable = False
+    for x in (strided, read_only, a):
+        t = to_tensor(x)
+        assert t.shape == (1, 3, *x.shape[:2])
+        np.testing.assert_allclose(t[0].permute(1, 2, 0).numpy() * 255, x, atol=1e-4)
+    assert a[0, 0, 0] == 0  # the source is never written to
+
+
+def test_ema_copies_buffers():
+    from sharpkd.models.general import General, GeneralConfig
+    from sharpkd.training import ema_update
+
+    model, ema = General(GeneralConfig(channels=4, blocks=1, estimator_channels=4)), General(GeneralConfig(channels=4, blocks=1, estimator_channels=4))
+    model.estimator.blur_knots.add_(0.25)
+    ema_update(ema, model, 0.999)
+    torch.testing.assert_close(ema.estimator.blur_knots, model.estimator.blur_knots)
