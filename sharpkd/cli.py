@@ -24,8 +24,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 MODEL_CHOICES = click.Choice([*pretrained.BUNDLED, *pretrained.ALIASES])
 MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, leaves sharp ones alone), x4 (the "
-              "specialist for blur 1.0 + x4 downscale; 'student' is its old name), teacher (large, slow) "
-              "[default: your installed student, else general].")
+              "specialist for photos blurred and downscaled 4x; it adds halos to sharp photos; 'student' is its old name), "
+              "teacher (large, slow) [default: your installed student (see reset-default), else general].")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,7 +147,10 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
             fail(problem)
     loaded = load_model(model, weights, device)
     if verbose:
-        console.err.print(f"model: {escape(loaded.name)} ({loaded.arch}, {escape(loaded.source)})")
+        purpose = ""
+        if loaded.source.startswith("bundled "):
+            purpose = f": {pretrained.bundled_spec(loaded.name).purpose}"
+        console.err.print(f"model: {escape(loaded.name)} ({loaded.arch}, {escape(loaded.source)}){escape(purpose)}")
     live = not (quiet or as_json) and console.err.is_terminal
     plain = not (quiet or as_json) and not live  # logs, nohup, CI: one plain line per file
 
