@@ -32,6 +32,10 @@ MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, leav
 @click.version_option(__version__, prog_name="sharpkd")
 def main() -> None:
     """Sharpen soft, blurry or low-resolution photos with a small distilled network, on a CPU."""
+    from sharpkd.distributed import from_env
+
+    if not from_env().main:  # under torchrun only rank 0 talks; errors still reach stderr from every rank
+        console.out.quiet = True
 
 
 def load_model(model: str | None, weights: Path | None, device: str) -> pretrained.Loaded:

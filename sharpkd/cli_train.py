@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from sharpkd import console, pretrained
 from sharpkd.console import fail
+from sharpkd.distributed import from_env
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 
@@ -86,8 +87,11 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage
 
 
 def training_progress(total_label: str):
-    """A rich progress bar for a training loop and the on_step callback that drives it."""
-    bar = console.progress("it")
+    """A rich progress bar for a training loop and the on_step callback that drives it (rank 0 only
+    under torchrun: the other ranks train silently)."""
+    from sharpkd.distributed import from_env
+
+    bar = console.progress("it", quiet=not from_env().main)
     task = bar.add_task(total_label, total=1)
 
     def on_step(step: int, total: int, parts: dict) -> None:
@@ -111,6 +115,8 @@ def run_training(label: str, train_fn) -> dict:
         with bar:
             return train_fn(on_step)
     except KeyboardInterrupt:
+        if not from_env().main:  # rank 0 says it, once
+            raise SystemExit(130) from None
         fail("interrupted: checkpoint saved; run the same command again to resume", code=130)
     except (TrainError, DatasetError, pretrained.WeightsError) as e:
         fail(str(e))
@@ -141,13 +147,16 @@ def train_options(f):
     """Options shared by the two training commands."""
     for opt in reversed([
         click.option("--dataset", help="Prepared data set: name or folder [default: the newest prepared one]."),
-        click.option("--run", "run_dir", type=click.Path(file_okay=False, path_type=Path), help="Run folder; an existing one is resumed."),
+        click.option("--run", "--run-dir", "run_dir", type=click.Path(file_okay=False, path_type=Path),
+                     help="Run folder; an existing one is resumed. (Under torchrun write --run-dir: torchrun takes --run for its --run-path.)"),
         click.option("--steps", type=click.IntRange(min=1), default=20000, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+                     help="Crops per step, in all (under torchrun: split evenly across the processes)."),
         click.option("--patch", type=click.IntRange(min=16), default=128, show_default=True, help="Crop size in pixels."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=5e-4, show_default=True, help="Peak learning rate (cosine schedule)."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--val-every", type=click.IntRange(min=1), default=1000, show_default=True, help="Validate, save weights and redraw curves every N steps."),
+        click.option("--log-every", type=click.IntRange(min=1), default=25, show_default=True, help="Write the mean loss to log.jsonl every N steps."),
         click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True),
         click.option("--init", "init_from", help="Start a new run from these weights (a run folder, weights file, or 'bundled'); ignored when resuming."),
         click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
@@ -158,11 +167,12 @@ def train_options(f):
     return f
 
 
-def train_config(steps, batch_size, patch, lr, seed, val_every, workers=0):
+def train_config(steps, batch_size, patch, lr, seed, val_every, workers=0, log_every=25):
     from sharpkd.training import TrainConfig
 
     return TrainConfig(
-        steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10), workers=workers
+        steps=steps, batch_size=batch_size, patch=patch, lr=lr, seed=seed, val_every=val_every, warmup=min(200, steps // 10),
+        workers=workers, log_every=log_every,
     )
 
 
@@ -194,7 +204,7 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="general: calibrate the blur estimate on the training photos after training.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, arch, channels, blocks, calibrate) -> None:
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -202,7 +212,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
     overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers)
+    cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     say_resuming(run_dir)
@@ -221,7 +231,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
               "(stored in the data dir; `sharpkd reset-default` undoes it).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -234,7 +244,7 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"student-kd-{dataset_dir.name}"
     overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers)
+    cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     try:
         loaded_teacher = distill.load_teacher(teacher, dev)
@@ -252,11 +262,13 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         say_resuming(base_dir)
         base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step, init))
         print_validation(base_val, base_dir)
+        if not from_env().main:
+            return
         with console.err.status("measuring the report card..."):
             text = distill.report_card(dataset_dir, run_dir, loaded_teacher, val, base_val, cfg, kd, init.source if init else None)
         console.out.print(escape(text))
         console.out.print(f"report: {escape(str(run_dir / 'report.md'))}")
-    if install_it:
+    if install_it and from_env().main:
         try:
             target = distill.install(run_dir)
         except (TrainError, pretrained.WeightsError) as e:

@@ -133,7 +133,11 @@ def train(
 
     The student starts fresh, or from ``init`` (see :func:`training.warm_start`).
     """
+    from sharpkd import distributed
+
+    _, device = distributed.setup(device)  # under torchrun: join the group, this rank's GPU
     manifest = read_manifest(dataset_dir)
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights (in every process)
     student = models.build("student", student_config)
     if init is not None:
         warm_start(student, init.model, init.source)

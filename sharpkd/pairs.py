@@ -82,49 +82,49 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 class CropSampler:
     """Random ``patch`` crops, corners on the ``align`` grid (the degradation's scale), picked with
-    probability proportional to image area, each with one of the 8 flips/rotations."""
+    probability proportional to image area, each with one of the 8 flips/rotations.
 
-    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int | list[int], degradations: DegradationRange | None = None) -> None:
+    Crop ``i`` of step ``s`` is drawn from its own random stream, seeded by ``(seed, s, i)``: a batch
+    is the same whether one process draws all of it or several processes (distributed ranks, loader
+    workers) each draw a slice, and a resumed run continues exactly where it stopped. The sampler itself
+    holds no state to save."""
+
+    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int, degradations: DegradationRange | None = None) -> None:
         self.pairs = [p for p in pairs if min(p.hr.shape[:2]) >= patch]
         self.degradations = degradations
         if not self.pairs:
             raise DatasetError(f"no training image is at least {patch} px on both sides")
         areas = np.array([p.hr.shape[0] * p.hr.shape[1] for p in self.pairs], dtype=np.float64)
         self.weights = areas / areas.sum()
-        self.patch, self.align = patch, align
-        self.rng = np.random.default_rng(seed)
+        self.patch, self.align, self.seed = patch, align, seed
 
-    def state(self) -> str:
-        return json.dumps(self.rng.bit_generator.state)
-
-    def set_state(self, state: str) -> None:
-        self.rng.bit_generator.state = json.loads(state)
-
-    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(lq, hr, cond): nx3xPxP floats in 0..1, and nx4 degradation conditions (see
-        :func:`degrade.conditions`; zeros for stored pairs, whose degradation is the data set's recipe)."""
+    def batch(self, step: int, n: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Crops ``first`` .. ``first + n - 1`` of step ``step``: (lq, hr, cond), nx3xPxP floats in 0..1
+        and nx4 degradation conditions (see :func:`degrade.conditions`; zeros for stored pairs, whose
+        degradation is the data set's recipe)."""
         p, a = self.patch, self.align
         lq = np.empty((n, p, p, 3), np.uint8)
         hr = np.empty((n, p, p, 3), np.uint8)
         cond = np.zeros((n, len(degrade.CONDITIONS)), np.float32)
         for i in range(n):
-            pair = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
+            rng = np.random.default_rng([self.seed, step, first + i])
+            pair = self.pairs[rng.choice(len(self.pairs), p=self.weights)]
             h, w = pair.hr.shape[:2]
-            y = int(self.rng.integers(0, (h - p) // a + 1)) * a
-            x = int(self.rng.integers(0, (w - p) // a + 1)) * a
-            k, flip = int(self.rng.integers(4)), bool(self.rng.integers(2))
+            y = int(rng.integers(0, (h - p) // a + 1)) * a
+            x = int(rng.integers(0, (w - p) // a + 1)) * a
+            k, flip = int(rng.integers(4)), bool(rng.integers(2))
             if self.degradations is None:
                 sources = ((pair.lq[y : y + p, x : x + p], lq), (pair.hr[y : y + p, x : x + p], hr))
             else:
-                d = self.degradations.sample(self.rng)
+                d = self.degradations.sample(rng)
                 cond[i] = degrade.conditions(d)
-                sources = ((self._degraded_patch(pair.hr, y, x, d), lq), (pair.hr[y : y + p, x : x + p], hr))
+                sources = ((self._degraded_patch(pair.hr, y, x, d, rng), lq), (pair.hr[y : y + p, x : x + p], hr))
             for src, dst in sources:
                 c = np.rot90(src, k)
                 dst[i] = c[:, ::-1] if flip else c
         return to_tensor(lq), to_tensor(hr), torch.from_numpy(cond)
 
-    def _degraded_patch(self, hr: np.ndarray, y: int, x: int, d: degrade.Degradation) -> np.ndarray:
+    def _degraded_patch(self, hr: np.ndarray, y: int, x: int, d: degrade.Degradation, rng: np.random.Generator) -> np.ndarray:
         """The patch at (y, x), degraded on the fly by ``d``.
 
         It is degraded together with a margin of context (where the image has one), so blur and resizing
@@ -134,28 +134,30 @@ class CropSampler:
         h, w = hr.shape[:2]
         y0, x0 = max(0, y - m), max(0, x - m)
         region = hr[y0 : min(h, y + p + m), x0 : min(w, x + p + m)]
-        out = degrade.apply(region, d, self.rng)
+        out = degrade.apply(region, d, rng)
         return out[y - y0 : y - y0 + p, x - x0 : x - x0 + p]
 
 
 class CropStream(torch.utils.data.IterableDataset):
-    """Endless batches for a ``DataLoader`` with worker processes (GPU training, where making crops on
-    one core would starve the device). Worker ``i`` draws from its own sampler seeded by
-    ``(seed, start, i)``: a resumed run (``start`` = its step) gets fresh crops, not a replay, but is
-    therefore not bit-identical to an uninterrupted one."""
+    """Batches for a ``DataLoader`` with worker processes (GPU training, where making crops on one core
+    would starve the device): from step ``start`` on, crops ``first`` .. ``first + n - 1`` of each step.
+    Worker ``w`` of ``W`` makes the batches of steps ``start + w``, ``start + w + W``, ...; the loader
+    hands them out in that order, so the stream equals :meth:`CropSampler.batch` step after step."""
 
-    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int, start: int, batch_size: int,
+    def __init__(self, pairs: list[Pair], patch: int, align: int, seed: int, start: int, n: int, first: int = 0,
                  degradations: DegradationRange | None = None) -> None:
-        self.args = (pairs, patch, align)
-        self.seed, self.start, self.batch_size, self.degradations = seed, start, batch_size, degradations
+        self.args = (pairs, patch, align, seed, degradations)
+        self.start, self.n, self.first = start, n, first
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        worker = info.id if info is not None else 0
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         torch.set_num_threads(1)
-        sampler = CropSampler(*self.args, seed=[self.seed, self.start, worker], degradations=self.degradations)
+        sampler = CropSampler(*self.args)
+        step = self.start + worker
         while True:
-            yield sampler.batch(self.batch_size)
+            yield sampler.batch(step, self.n, self.first)
+            step += workers
 
 
 def find_dataset(name: str | None, root: Path | None = None) -> Path:

@@ -73,6 +73,9 @@ def train(
     ``init``: weights to start a new run from (see :func:`training.warm_start`). ``calibrate``: for the
     general model, calibrate its blur estimate after training (``calibrate_run``; skip it to do it later).
     """
+    from sharpkd import distributed
+
+    ranks, device = distributed.setup(device)  # under torchrun: join the group, this rank's GPU
     manifest = read_manifest(dataset_dir)
     degradations = train_degradations(manifest)
     if arch == "general" and degradations is None:
@@ -80,6 +83,7 @@ def train(
             f"{dataset_dir}: the general model needs a data set prepared with --degradations general "
             "(e.g. `sharpkd prepare --images DIR --name NAME-general --degradations general`)"
         )
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights (in every process)
     model = models.build(arch, model_config)
     if init is not None:
         warm_start(model, init.model, init.source)
@@ -97,7 +101,7 @@ def train(
         run_dir, spec, model, general_loss(model) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
-    if arch == "general" and calibrate:
+    if arch == "general" and calibrate and ranks.main:
         val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
     return val
 

@@ -151,20 +151,53 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> None:
     model.load_state_dict(source.state_dict())
 
 
+class _Step(nn.Module):
+    """The model (and extra trained modules) with the loss as its forward: what DistributedDataParallel
+    wraps, so every parameter the loss reaches, by any path (``forward_features``, the estimator), has
+    its gradient averaged over the ranks."""
+
+    def __init__(self, model: nn.Module, extra: nn.Module | None, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.model, self.extra, self.loss_fn = model, extra, loss_fn
+
+    def forward(self, lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss_fn(lq, hr, cond)
+
+
 def train_step(
-    model: nn.Module, loss_fn: LossFn, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], lr: float, clip: float
+    step_module: nn.Module, opt: torch.optim.Optimizer, batch: tuple[torch.Tensor, ...], lr: float, clip: float
 ) -> dict:
     """One optimiser step on ``batch`` = (lq, hr, cond); returns the logged loss parts."""
-    model.train()
+    step_module.train()
     for g in opt.param_groups:
         g["lr"] = lr
-    loss, parts = loss_fn(*batch)
+    loss, parts = step_module(*batch)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for g in opt.param_groups for p in g["params"]]
     torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     return {"loss": float(loss.detach()), **parts}
+
+
+class _StopRequest:
+    """Under torchrun: Ctrl-C / SIGTERM set a flag instead of raising, so that every rank stops at the
+    same step (the flag is shared at each step) and rank 0 saves one checkpoint."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.asked = False
+        self.previous = {sig: signal.signal(sig, self._ask) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _ask(self, signum, frame) -> None:
+        self.asked = True
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def fit(
@@ -185,9 +218,22 @@ def fit(
     ``degradations``: degrade each training crop on the fly by a sampled degradation (the stored LQ
     images are then unused for training); None trains on the prepared pairs as they are.
     Returns the last validation result. Raises KeyboardInterrupt after saving a checkpoint on Ctrl-C.
+
+    Under torchrun (see :mod:`sharpkd.distributed`) the model runs in DistributedDataParallel: each of
+    the ``W`` ranks draws its slice of every global batch of ``cfg.batch_size`` crops (the same crops one
+    process would draw), rank 0 alone writes files and validates while the others wait, and the
+    checkpoint holds nothing per rank, so a run can resume with another number of ranks.
     """
+    from sharpkd import distributed
+
+    ranks = distributed.from_env()
+    if cfg.batch_size % ranks.world:
+        raise TrainError(f"--batch-size {cfg.batch_size} does not split evenly over {ranks.world} processes")
+    per_rank = cfg.batch_size // ranks.world
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
     torch.manual_seed(cfg.seed)
     ema = copy.deepcopy(model).requires_grad_(False)
     params = list(model.parameters()) + (list(extra.parameters()) if extra is not None else [])
@@ -212,17 +258,24 @@ def fit(
         torch.set_rng_state(ck["torch_rng"])
         if ck.get("cuda_rng") and torch.cuda.is_available() and len(ck["cuda_rng"]) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(ck["cuda_rng"])
-        sampler.set_state(ck["sampler_rng"])
         step, best = ck["step"], json.loads(ck["val"])
-    config = {"spec": asdict(spec), "train": asdict(cfg), "device": device, "torch": torch.__version__}
-    (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+    if ranks.main:
+        config = {"spec": asdict(spec), "train": asdict(cfg), "device": device, "torch": torch.__version__, "processes": ranks.world}
+        (run_dir / "config.json").write_text(json.dumps(config, indent=2))
+
+    step_module: nn.Module = _Step(model, extra, loss_fn)
+    if ranks.active:
+        # unused parameters: the adapters when the feature loss is off
+        step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=extra is not None)
 
     def checkpoint() -> None:
+        if not ranks.main:
+            return
         save_atomic(
             {
                 "step": step, "model": model.state_dict(), "ema": ema.state_dict(),
                 "extra": extra.state_dict() if extra is not None else {}, "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(), "sampler_rng": sampler.state(),
+                "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 "spec": json.dumps(spec.identity()), "val": json.dumps(best),
             },
@@ -231,40 +284,51 @@ def fit(
 
     def validate_and_save() -> None:
         nonlocal best
-        best = {"step": step, **evaluate(ema, val_pairs, crop=spec.align)} if val_pairs else {"step": step}
-        info = {"step": step, "val": best, "dataset": spec.dataset, "loss": spec.loss}
-        save_atomic(weights_file(spec, ema.state_dict(), info), run_dir / "model.pt")
-        with open(run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, "val": best}) + "\n")
-        from sharpkd.figures import plot_curves
+        if ranks.main:
+            best = {"step": step, **evaluate(ema, val_pairs, crop=spec.align)} if val_pairs else {"step": step}
+            info = {"step": step, "val": best, "dataset": spec.dataset, "loss": spec.loss}
+            save_atomic(weights_file(spec, ema.state_dict(), info), run_dir / "model.pt")
+            with open(run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "val": best}) + "\n")
+            from sharpkd.figures import plot_curves
 
-        plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
+            plot_curves(run_dir / "log.jsonl", run_dir / "curves.png")
+        else:
+            best = {"step": step}
+        distributed.barrier()  # the other ranks wait for rank 0's validation and files
 
     batches = None
     if cfg.workers > 0:
-        stream = CropStream(train_pairs, cfg.patch, spec.align, cfg.seed, step, cfg.batch_size, degradations)
+        stream = CropStream(train_pairs, cfg.patch, spec.align, cfg.seed, step, per_rank, ranks.rank * per_rank, degradations)
         loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=cfg.workers, pin_memory=device != "cpu", prefetch_factor=4)
         batches = iter(loader)
     if device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick the fastest kernels once
 
-    log_file = open(run_dir / "log.jsonl", "a")
+    stop = _StopRequest() if ranks.active else None
+    log_file = open(run_dir / "log.jsonl", "a") if ranks.main else None
     acc: dict[str, float] = {}
     t0 = time.perf_counter()
     try:
         while step < cfg.steps:
-            batch = next(batches) if batches is not None else sampler.batch(cfg.batch_size)
+            batch = next(batches) if batches is not None else sampler.batch(step, per_rank, ranks.rank * per_rank)
             batch = tuple(t.to(device, non_blocking=True) for t in batch)
-            parts = train_step(model, loss_fn, opt, batch, lr_at(step, cfg), cfg.grad_clip)
+            parts = train_step(step_module, opt, batch, lr_at(step, cfg), cfg.grad_clip)
+            if stop is not None:  # the loss over the whole global batch, and whether any rank was asked to stop
+                values, asked = distributed.mean_and_stop(list(parts.values()), stop.asked, device)
+                parts = dict(zip(parts, values))
+                if asked:
+                    raise KeyboardInterrupt
             ema_update(ema, model, ema_decay(step, cfg))
             step += 1
             for k, v in parts.items():
                 acc[k] = acc.get(k, 0.0) + v
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if log_file and (step % cfg.log_every == 0 or step == cfg.steps):
                 n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
                 row = {"step": step, "lr": lr_at(step - 1, cfg), "sec": round(time.perf_counter() - t0, 2)}
                 log_file.write(json.dumps(row | {k: v / n for k, v in acc.items()}) + "\n")
                 log_file.flush()
+            if step % cfg.log_every == 0 or step == cfg.steps:
                 acc = {}
             if on_step:
                 on_step(step, cfg.steps, parts)
@@ -275,10 +339,21 @@ def fit(
                 checkpoint()
     except KeyboardInterrupt:
         checkpoint()
+        distributed.barrier() if stop is not None else None
         raise
     finally:
-        log_file.close()
+        if log_file:
+            log_file.close()
+        if stop is not None:
+            stop.restore()
     if not (run_dir / "model.pt").exists() or best.get("step") != step:
         validate_and_save()
         checkpoint()
+    if ranks.active:
+        synced = distributed.in_sync(model, device)
+        if ranks.main:
+            with open(run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps({"step": step, "processes": ranks.world, "weights_in_sync": synced}) + "\n")
+        if not synced:
+            raise TrainError(f"the {ranks.world} processes ended with different weights: a bug, please report it")
     return best

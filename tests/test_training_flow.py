@@ -162,7 +162,7 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     rng_spec = train_degradations(manifest)
     assert manifest["train_degradations"]["sigma"] == [0.0, 2.0] and rng_spec.sigma == (0.0, 2.0)
     pairs = load_split(paths.datasets_dir() / "gen", "train")
-    lq, hq, cond = CropSampler(pairs, 64, 4, seed=0, degradations=rng_spec).batch(64)
+    lq, hq, cond = CropSampler(pairs, 64, 4, seed=0, degradations=rng_spec).batch(0, 64)
     diff = (lq - hq).abs().flatten(1).mean(1)
     assert (diff == 0).any() and (diff > 0.002).sum() > 32  # some crops are clean targets, most degraded
     clean = diff == 0
