@@ -8,6 +8,7 @@ unless asked, and every write is atomic.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -49,6 +50,66 @@ class Options:
 class Job:
     source: Path
     target: Path
+    key: str = ""  # the source's path relative to its input root: what decides its shard
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Worker ``index`` (0-based) of ``count``: it does the files whose key hashes to its index."""
+
+    index: int = 0
+    count: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, key: str) -> bool:
+        return shard_of(key, self.count) == self.index
+
+
+def shard_of(key: str, count: int) -> int:
+    """A file's shard: a stable hash of its path relative to the input root (not of the listing order,
+    so adding files moves no other file, and every worker computes the same answer)."""
+    return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16) % count
+
+
+def parse_shard(text: str, shards: int | None, env: dict[str, str]) -> Shard:
+    """``I/N`` (0 <= I < N) or ``auto``: from a Slurm job array (SLURM_ARRAY_TASK_ID with
+    SLURM_ARRAY_TASK_COUNT, or SLURM_ARRAY_TASK_MIN/MAX) or a Kubernetes indexed Job
+    (JOB_COMPLETION_INDEX, with the count from ``shards``). Raises PlanError saying what is missing."""
+    if text != "auto":
+        i, sep, n = text.partition("/")
+        if not sep or not i.isdigit() or not n.isdigit() or not 0 <= int(i) < int(n):
+            raise PlanError(f"--shard {text!r}: expected I/N with 0 <= I < N (e.g. 0/4), or auto")
+        return Shard(int(i), int(n))
+    if "SLURM_ARRAY_TASK_ID" in env:
+        task = int(env["SLURM_ARRAY_TASK_ID"])
+        if "SLURM_ARRAY_TASK_MIN" in env and "SLURM_ARRAY_TASK_MAX" in env:
+            lo, hi = int(env["SLURM_ARRAY_TASK_MIN"]), int(env["SLURM_ARRAY_TASK_MAX"])
+            count = shards or int(env.get("SLURM_ARRAY_TASK_COUNT", hi - lo + 1))
+            index = task - lo
+        elif "SLURM_ARRAY_TASK_COUNT" in env or shards:
+            count, index = shards or int(env["SLURM_ARRAY_TASK_COUNT"]), task
+        else:
+            raise PlanError("--shard auto: SLURM_ARRAY_TASK_ID is set but not SLURM_ARRAY_TASK_COUNT or _MIN/_MAX; give --shards N")
+        if not 0 <= index < count:
+            raise PlanError(f"--shard auto: Slurm array task {task} is outside the {count} shards (use --array=0-{count - 1})")
+        return Shard(index, count)
+    if "JOB_COMPLETION_INDEX" in env:
+        if not shards:
+            raise PlanError("--shard auto: JOB_COMPLETION_INDEX is set (Kubernetes indexed Job); give the Job's completions as --shards N")
+        index = int(env["JOB_COMPLETION_INDEX"])
+        if not 0 <= index < shards:
+            raise PlanError(f"--shard auto: JOB_COMPLETION_INDEX {index} is outside --shards {shards}")
+        return Shard(index, shards)
+    raise PlanError("--shard auto: neither SLURM_ARRAY_TASK_ID (Slurm job array) nor JOB_COMPLETION_INDEX (Kubernetes indexed Job) "
+                    "is set; give --shard I/N")
+
+
+def select_shard(plan: "Plan", shard: Shard) -> "Plan":
+    """The part of ``plan`` this shard does (refused inputs are reported by every shard)."""
+    kept = [j for j in plan.jobs if shard.holds(j.key)]
+    return replace(plan, jobs=kept, elsewhere=plan.elsewhere + len(plan.jobs) - len(kept))
 
 
 @dataclass
@@ -57,6 +118,7 @@ class Plan:
     ignored: list[tuple[Path, str]] = field(default_factory=list)  # files met in folder walks that are not taken
     refused: list[tuple[Path, str]] = field(default_factory=list)  # inputs that cannot be done at all
     left_in_subfolders: int = 0  # image files in sub-folders not walked (no --recursive)
+    elsewhere: int = 0  # images planned for the other shards
     empty_inputs: list[Path] = field(default_factory=list)  # folders with no image file at all
 
     def why_nothing(self) -> list[str]:
@@ -138,7 +200,7 @@ def plan_batch(inputs: list[Path], output: Path, options: Options) -> Plan:
         elif output.resolve() == source.resolve():
             plan.refused.append((source, f"output {output} would overwrite the input"))
         else:
-            plan.jobs.append(Job(source, output))
+            plan.jobs.append(Job(source, output, source.name))
         return plan
     if output.exists() and not output.is_dir():
         raise PlanError(f"{output}: exists and is not a folder")
@@ -184,7 +246,7 @@ def plan_batch(inputs: list[Path], output: Path, options: Options) -> Plan:
             plan.refused.append((source, f"output {target} is already the output of {taken[target]}"))
         else:
             taken[target] = source
-            plan.jobs.append(Job(source, target))
+            plan.jobs.append(Job(source, target, rel.as_posix()))
     return plan
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -107,13 +108,17 @@ def sharp_checker(loaded: pretrained.Loaded, options):
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="Blend of input (0) and restored output (1).")
 @click.option("--max-pixels", type=click.FloatRange(min=0.001), default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,
               help="Largest image accepted, in megapixels (memory stays bounded by the tiles; raise it for panoramas).")
+@click.option("--shard", metavar="I/N|auto", help="Do only this worker's part of the inputs: worker I (0-based) of N, or auto "
+              "from a Slurm job array or a Kubernetes indexed Job. Parts are disjoint and cover every file (by a hash of "
+              "its path under its input folder); all workers can share one output folder.")
+@click.option("--shards", type=click.IntRange(min=1), help="With --shard auto: the number of workers, where the scheduler does not say it (Kubernetes: the Job's completions).")
 @click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary (errors and warnings still go to stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="List every file (done, unchanged, skipped, ignored) and which model ran on each (with the general model's estimate).")
-def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, tile, upscale, strength, max_pixels, model, weights, device, quiet, as_json, verbose) -> None:
+def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, tile, upscale, strength, max_pixels, shard, shards, model, weights, device, quiet, as_json, verbose) -> None:
     """Sharpen INPUTS (files and/or folders) into OUTPUT.
 
     Exit codes: 0 every image done (or skipped as already done, or left unchanged); 1 some image failed,
@@ -128,8 +133,17 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
                             recursive=recursive, background=parse_color(background), max_pixels=int(max_pixels * 1e6))
     try:
         plan = batch.plan_batch(list(inputs), output, options)
+        part = batch.parse_shard(shard, shards, dict(os.environ)) if shard else None
     except (batch.PlanError, ValueError) as e:
         fail(str(e))
+    if shards and not shard:
+        raise click.UsageError("--shards goes with --shard auto")
+    if part is not None:
+        planned = len(plan.jobs)
+        plan = batch.select_shard(plan, part)
+        if planned and not plan.jobs:
+            console.out.print(f"shard {part}: none of the {planned} images falls in this shard; nothing to do")
+            raise SystemExit(1 if plan.refused else 0)
     if verbose:
         for p, reason in plan.ignored:
             console.err.print(f"ignored {escape(str(p))}: {escape(reason)}")
@@ -189,6 +203,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
 
         try:
             summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded, options))
+            summary.shard = str(part) if part else ""
         except KeyboardInterrupt:
             fail("interrupted: finished outputs are kept; run the same command again to continue", code=130)
         bar.update(task, description="done")
@@ -198,8 +213,9 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
     elif not quiet:
         rate = f", {summary.mp_per_s:.2f} MP/s" if summary.mp_per_s else ""
         unchanged = f", {summary.unchanged} left unchanged (already sharp)" if summary.unchanged else ""
+        where = f"shard {summary.shard} ({plan.elsewhere} images left to the other shards): " if summary.shard else ""
         console.out.print(
-            f"{summary.done} done{unchanged}, {summary.skipped} skipped, {len(summary.failed)} failed; "
+            f"{where}{summary.done} done{unchanged}, {summary.skipped} skipped, {len(summary.failed)} failed; "
             f"{summary.megapixels:.2f} MP computed in {summary.seconds:.1f} s{rate}, model: {escape(loaded.name)}"
         )
         if summary.skipped and not (summary.done or summary.unchanged or summary.failed):
