@@ -28,7 +28,7 @@ from PIL import Image
 
 from sharpkd import pretrained
 from sharpkd.degrade import degrade
-from sharpkd.enhance import enhance
+from sharpkd.inference import enhance
 
 
 def photo_1024x768() -> np.ndarray:

@@ -1,10 +1,11 @@
 """Degradation sweep: how each model treats sharp, soft, upscaled, JPEG and noisy photos. Prints a table.
 
-    python benchmarks/sweep.py --dataset sun80 [--models student teacher] [--weights RUN ...] [--usm 2.0,1.0]
+    python benchmarks/sweep.py --dataset mixed [--models general x4] [--weights RUN ...] [--usm 2.0,1.0] [--json F]
 
 For every validation HR photo of the prepared data set and every case below, the photo is degraded, the
 model restores it, and PSNR-Y (project convention) of the input and of the output against the original
-is recorded. "gain" is output minus input. The sharp original (sigma 0, scale 1) shows whether a model
+is recorded, per photo, and reported per part of the data set (its source folders): the mean gain and
+the worst photo's. "gain" is output minus input. The sharp original (sigma 0, scale 1) shows whether a model
 leaves good photos alone: there "input" is inf, so the table gives the output's PSNR to the original.
 """
 
@@ -19,8 +20,8 @@ import numpy as np
 from sharpkd import metrics, pretrained
 from sharpkd.classical import UnsharpMask
 from sharpkd.degrade import Degradation, apply
-from sharpkd.enhance import enhance
-from sharpkd.pairs import find_dataset, load_split
+from sharpkd.inference import enhance
+from sharpkd.pairs import find_dataset, load_split, parts
 
 CASES = {
     "sharp original": Degradation(),
@@ -29,46 +30,55 @@ CASES = {
     "blur 0.5, x3": Degradation(sigma_x=0.5, sigma_y=0.5, scale=3.0),
     "blur 1.0, x4 (canonical)": Degradation(sigma_x=1.0, sigma_y=1.0, scale=4.0),
     "blur 1.6, x4": Degradation(sigma_x=1.6, sigma_y=1.6, scale=4.0),
-    "JPEG q75": Degradation(jpeg=75),
+    "JPEG q40": Degradation(jpeg=40),
     "noise 5": Degradation(noise=5.0),
 }
 
 
 def sweep(restorers: dict, photos: list[np.ndarray]) -> dict:
-    """{case: {"input": mean PSNR-Y, name: mean PSNR-Y of each restorer}}."""
+    """{case: {"input": [PSNR-Y per photo], name: [PSNR-Y per photo of each restorer]}}."""
     table = {}
     for case, d in CASES.items():
         rng = np.random.default_rng(0)
         degraded = [apply(hr, d, rng) for hr in photos]
-        row = {"input": float(np.mean([metrics.psnr(lq, hr) for lq, hr in zip(degraded, photos)]))}
+        row = {"input": [metrics.psnr(lq, hr) for lq, hr in zip(degraded, photos)]}
         for name, restore in restorers.items():
-            row[name] = float(np.mean([metrics.psnr(restore(lq), hr) for lq, hr in zip(degraded, photos)]))
+            row[name] = [metrics.psnr(restore(lq), hr) for lq, hr in zip(degraded, photos)]
         table[case] = row
     return table
 
 
-def print_table(table: dict) -> None:
+def print_table(table: dict, title: str) -> None:
+    """Per case: the input's mean PSNR-Y; per model the mean gain and, in brackets, the worst photo's
+    gain. For the sharp original (input = inf): the output's mean PSNR-Y to the original and the lowest."""
     names = list(next(iter(table.values())))
-    print(f"PSNR-Y dB ({metrics.DEFAULT.describe()}); gain over the input in brackets")
-    print(f"{'case':26}" + "".join(f"{n:>22}" for n in names))
+    print(f"{title}: PSNR-Y dB ({metrics.DEFAULT.describe()}); per model: mean gain (worst photo)")
+    print(f"{'case':26}" + "".join(f"{n:>24}" for n in names))
     for case, row in table.items():
-        cells = []
-        for n in names:
-            v = row[n]
-            gain = "" if n == "input" or not np.isfinite(row["input"]) else f" ({v - row['input']:+.2f})"
-            cells.append(f"{v:.2f}{gain}".rjust(22))
+        base = np.array(row["input"])
+        cells = [f"{np.mean(base):.2f}".rjust(24)]
+        for n in names[1:]:
+            v = np.array(row[n])
+            if not np.isfinite(base).all():
+                mean = "inf" if np.isinf(v).all() else f"{np.mean(np.minimum(v, 99)):.2f}"
+                cells.append(f"{mean} (min {np.min(v):.2f})".rjust(24))
+            else:
+                gain = v - base
+                cells.append(f"{np.mean(gain):+.2f} ({np.min(gain):+.2f})".rjust(24))
         print(f"{case:26}" + "".join(cells))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", help="prepared data set (its val split is used) [default: newest]")
-    ap.add_argument("--models", nargs="*", default=["student"], help="bundled models")
+    ap.add_argument("--models", nargs="*", default=["general"], help="bundled models")
     ap.add_argument("--weights", nargs="*", default=[], help="run folders or weights files")
     ap.add_argument("--usm", help="also an unsharp mask RADIUS,AMOUNT (e.g. the one tuned on the training photos)")
-    ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    ap.add_argument("--json", type=Path, help="also write the per-photo table as JSON")
     args = ap.parse_args()
-    photos = [p.hr for p in load_split(find_dataset(args.dataset), "val")]
+    dataset = find_dataset(args.dataset)
+    val = load_split(dataset, "val")
+    part_of = parts(dataset)
     restorers = {}
     if args.usm:
         r, a = (float(v) for v in args.usm.split(","))
@@ -78,12 +88,15 @@ def main() -> None:
         restorers[name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
     for w in args.weights:
         loaded = pretrained.load_file(Path(w))
-        restorers[Path(w).name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
-    table = sweep(restorers, photos)
-    print(f"{len(photos)} validation photos")
-    print_table(table)
+        restorers[loaded.name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
+    results = {}
+    for part in dict.fromkeys(part_of[p.name] for p in val):
+        photos = [p.hr for p in val if part_of[p.name] == part]
+        results[part] = sweep(restorers, photos)
+        print_table(results[part], f"{part}: {len(photos)} validation photos")
+        print(flush=True)
     if args.json:
-        args.json.write_text(json.dumps(table, indent=2))
+        args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

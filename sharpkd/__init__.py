@@ -10,6 +10,13 @@ comes back as the same kind)::
 :func:`enhance_image` does both in one call (bundled models are cached).
 """
 
-from sharpkd.enhance import enhance, enhance_image, load
-
 __all__ = ["enhance", "enhance_image", "load"]
+
+
+def __getattr__(name: str):
+    # imported on first use, so that `sharpkd --help` does not wait for torch
+    if name in __all__:
+        from sharpkd import inference as _core
+
+        return getattr(_core, name)
+    raise AttributeError(f"module 'sharpkd' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """Batches of files: which input goes where (:func:`plan_batch`), then read -> restore -> write each one
 (:func:`run_batch`), reporting every event through a callback so the CLI can draw progress and the
-tests can listen. The pixels themselves go through :func:`sharpkd.enhance.enhance_picture`.
+tests can listen. The pixels themselves go through :func:`sharpkd.inference.enhance_picture`.
 
 Nothing the user had is lost: an output never overwrites an input, an existing output is skipped
 unless asked, and every write is atomic.
@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 
 from sharpkd import imagefile
-from sharpkd.enhance import enhance_picture
 from sharpkd.files import check_writable
+from sharpkd.inference import enhance_picture
 from sharpkd.pretrained import Loaded
 
 SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}

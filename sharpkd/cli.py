@@ -13,10 +13,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from sharpkd import console, pretrained
-from sharpkd.enhance import MIN_TILE
-from sharpkd.imagefile import DEFAULT_MAX_PIXELS
-from sharpkd.cli_train import DEVICE_CHOICES, distill_cmd, prepare_cmd, reset_default_cmd, train_teacher_cmd
+from sharpkd.cli_train import (
+    DEVICE_CHOICES,
+    distill_cmd,
+    prepare_cmd,
+    reset_default_cmd,
+    train_teacher_cmd,
+)
 from sharpkd.console import fail
+from sharpkd.imagefile import DEFAULT_MAX_PIXELS
+from sharpkd.tiling import MIN_TILE
 
 try:
     __version__ = version("sharpkd")
@@ -79,7 +85,7 @@ def sharp_checker(loaded: pretrained.Loaded, options):
 
     def looks_sharp(job) -> bool:
         from sharpkd import imagefile
-        from sharpkd.enhance import Source
+        from sharpkd.inference import Source
 
         try:
             pic = imagefile.read(job.source, options.max_pixels)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from sharpkd import figures, metrics
 from sharpkd.degrade import CANONICAL, degrade
-from sharpkd.enhance import enhance
+from sharpkd.inference import enhance
 from sharpkd.prepare import SAMPLE_PHOTOS
 from sharpkd.pretrained import Loaded
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import distributed as dist
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ def from_env() -> Ranks:
 def setup(device: str) -> tuple[Ranks, str]:
     """Join the process group (once) when started by torchrun; returns the ranks and this process's
     device (``cuda`` becomes ``cuda:LOCAL_RANK``)."""
+    import torch
+    from torch import distributed as dist
+
     ranks = from_env()
     if not ranks.active:
         return ranks, device
@@ -58,12 +62,17 @@ def setup(device: str) -> tuple[Ranks, str]:
 
 
 def barrier() -> None:
+    from torch import distributed as dist
+
     if dist.is_initialized():
         dist.barrier()
 
 
 def mean_and_stop(values: list[float], stop: bool, device: str) -> tuple[list[float], bool]:
     """One all-reduce per step: the mean of ``values`` over the ranks, and whether any rank asked to stop."""
+    import torch
+    from torch import distributed as dist
+
     if not dist.is_initialized():
         return values, stop
     t = torch.tensor([*values, float(stop)], dtype=torch.float64, device=device)
@@ -74,6 +83,9 @@ def mean_and_stop(values: list[float], stop: bool, device: str) -> tuple[list[fl
 
 def in_sync(module: torch.nn.Module, device: str) -> bool:
     """Whether every rank holds the same weights (compares a checksum of the parameters)."""
+    import torch
+    from torch import distributed as dist
+
     if not dist.is_initialized():
         return True
     total = torch.stack([p.detach().double().sum() + (p.detach().double() ** 2).sum() for p in module.parameters()]).sum()

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import png
-import tifffile
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from sharpkd.files import write_atomic
@@ -156,6 +155,8 @@ def im_exif_none() -> Image.Exif:
 
 
 def _read_tiff_with_tifffile(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
+    import tifffile
+
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
@@ -174,6 +175,8 @@ def _read_tiff_with_tifffile(path: Path, max_pixels: int | None) -> tuple[np.nda
 
 
 def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
+    import tifffile
+
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         a = page.asarray()
@@ -193,6 +196,8 @@ def _read_tiff16(path: Path) -> tuple[np.ndarray, np.ndarray | None, bytes | Non
 def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     """Decode ``path``; raises :class:`ImageFileError` for anything unreadable, animated, or larger than
     ``max_pixels`` (None: no limit; checked from the header, before anything is decoded)."""
+    import tifffile
+
     path = Path(path)
     try:
         with Image.open(path) as im:
@@ -273,6 +278,8 @@ def _encode_png16(pic: Picture) -> bytes:
 
 
 def _encode(pic: Picture, fmt: str, quality: int) -> bytes:
+    import tifffile
+
     wide = pic.color.dtype == np.uint16
     if wide and fmt == "png":
         return _encode_png16(pic)

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from sharpkd import imagefile
-from sharpkd.files import write_atomic
 from sharpkd.degrade import CANONICAL, DegradationRange, Recipe, degrade
+from sharpkd.files import write_atomic
 
 MIN_SIZE = 128  # the training patch: a smaller image cannot give a single crop
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")  # scikit-image's colour photos

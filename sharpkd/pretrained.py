@@ -15,13 +15,14 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
-
-from sharpkd import models, paths
+from sharpkd import paths
 from sharpkd.files import torch_load
+
+if TYPE_CHECKING:  # torch is imported where a model is loaded, not when the CLI starts
+    import torch
+    from torch import nn
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 BUNDLED = ("general", "x4", "teacher")  # general: the default; x4: the canonical-degradation student
@@ -76,7 +77,7 @@ class Loaded:
     conditioned: bool
 
     @property
-    def device(self) -> torch.device:
+    def device(self) -> "torch.device":
         return next(self.model.parameters()).device
 
     def for_photo(self, read: Callable[[int, int, int, int], torch.Tensor], height: int, width: int) -> PhotoRun:
@@ -101,6 +102,8 @@ CONDITIONS = ("blur", "scale", "noise", "jpeg")  # the order of degrade.CONDITIO
 
 def describe(model: nn.Module, name: str, source: str = "") -> Loaded:
     """The descriptor of a model (a bundled one, a weights file, or one being trained)."""
+    from sharpkd import models
+
     arch = models.arch_of(model)
     return Loaded(model, name, arch, source or name, model.context, model.config.unshuffle, arch == "general")
 
@@ -127,6 +130,10 @@ def _torch_load(path: Path) -> dict:
 
 
 def _build(path: Path, arch: str, config: dict, state_dict: dict) -> nn.Module:
+    import torch
+
+    from sharpkd import models
+
     try:
         model = models.build(arch, config)
         model.load_state_dict(state_dict)
@@ -168,6 +175,8 @@ def write_bundle(source: Path, name: str, purpose: str, trained: dict, validatio
     model = loaded.model
     path = Path(out_dir) / f"{name}.pt"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    import torch
+
     torch.save({"arch": loaded.arch, "config": model.config.to_dict(), "state_dict": state}, path)
     spec = WeightSpec(name, path.name, loaded.arch, model.config.to_dict(), sha256(path), purpose, trained, validation)
     (Path(out_dir) / f"{name}.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
@@ -206,6 +215,8 @@ def load(name: str | None = None, weights: Path | None = None, device: str = "cp
 
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu. Asking for cuda without one is an error."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from sharpkd import metrics
-from sharpkd.files import torch_load, write_atomic
 from sharpkd.degrade import DegradationRange
+from sharpkd.files import torch_load, write_atomic
 from sharpkd.pairs import CropSampler, CropStream, Pair
 
 # loss(lq, hr, cond) -> (loss tensor, {part name: float}); it closes over the model(s) it trains.
@@ -104,8 +104,8 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def evaluate(model: nn.Module, pairs: list[Pair], crop: int, tile: int = 0) -> dict:
     """Mean PSNR-Y / SSIM-Y of the model's output and of the degraded input against HR (project
-    convention). The model runs as ``sharpkd enhance`` runs it (:func:`sharpkd.enhance.enhance_pixels`)."""
-    from sharpkd.enhance import enhance_pixels
+    convention). The model runs as ``sharpkd enhance`` runs it (:func:`sharpkd.inference.enhance_pixels`)."""
+    from sharpkd.inference import enhance_pixels
     from sharpkd.pretrained import describe
 
     was_training = model.training

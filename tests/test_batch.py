@@ -215,7 +215,7 @@ def test_x4_on_sharp_photos_warns_once(tmp_path, photo):
 
 def test_upscaled_regions_equal_the_whole_upscale():
     """Item 8's tile-by-tile upscaling is exact: each region equals that region of one whole upscale."""
-    from sharpkd.enhance import Source
+    from sharpkd.inference import Source
 
     rng = np.random.default_rng(0)
     color = rng.integers(0, 65536, (37, 29, 3), dtype=np.uint16)
@@ -236,7 +236,7 @@ def test_upscale_memory_is_bounded_by_the_tiles(tmp_path):
     code = """
 import resource, numpy as np, torch
 from sharpkd import pretrained
-from sharpkd.enhance import enhance_pixels
+from sharpkd.inference import enhance_pixels
 from sharpkd.models.student import Student, StudentConfig
 torch.manual_seed(0)
 m = Student(StudentConfig(channels=4, blocks=1))

@@ -10,9 +10,8 @@ from PIL import Image
 from sharpkd import metrics, pretrained
 from sharpkd.cli import main
 from sharpkd.degrade import CANONICAL, GENERAL, Degradation, apply, conditions, degrade
-from sharpkd.enhance import enhance, enhance_pixels
+from sharpkd.inference import enhance, enhance_pixels
 from sharpkd.models.general import General, GeneralConfig, calibrate, textured_crops
-from sharpkd.pretrained import Loaded
 
 
 def run(*args):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from sharpkd import pretrained
-from sharpkd.enhance import enhance, load
 from sharpkd.imagefile import Picture
+from sharpkd.inference import enhance, load
 
 GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
 
@@ -28,9 +28,9 @@ def test_every_path_gives_the_same_pixels(photo):
     """CLI core, Python API (array and PIL) and evaluation run the same function."""
     from PIL import Image
 
-    from sharpkd.enhance import enhance_picture
-    from sharpkd.training import evaluate
+    from sharpkd.inference import enhance_picture
     from sharpkd.pairs import Pair
+    from sharpkd.training import evaluate
 
     data = np.load(GOLDEN / "x4.npz")
     loaded = load("x4")

@@ -16,7 +16,7 @@ import skimage.data
 
 from sharpkd import pretrained
 from sharpkd.degrade import degrade
-from sharpkd.enhance import enhance, load
+from sharpkd.inference import enhance, load
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "golden"
 

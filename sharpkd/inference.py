@@ -24,7 +24,6 @@ from sharpkd import imagefile, pretrained, tiling
 from sharpkd.imagefile import Picture
 from sharpkd.pretrained import Loaded
 
-MIN_TILE = 64  # smaller tiles spend nearly all their time on context: --tile 7 ran 70x slower
 TILE_BATCH = 8  # tiles per forward pass: 1.2-1.26x faster than one at a time, same output
 UPSCALE_MARGIN = 3  # source pixels of context for Pillow's bicubic (its kernel reaches 2)
 
