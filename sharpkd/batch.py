@@ -282,11 +282,17 @@ class Done:
     described: str
     notes: tuple[str, ...] = ()
     conditions: tuple[float, ...] | None = None
+    looks_sharp: bool = False
 
 
-def enhance_file(loaded: Loaded, job: Job, options: Options, on_tile: Callable[[int, int], None] | None = None) -> Done:
-    """Read, restore, write one file. Raises ImageFileError (and torch's RuntimeError)."""
+def enhance_file(
+    loaded: Loaded, job: Job, options: Options, on_tile: Callable[[int, int], None] | None = None,
+    sharp_check: Callable[[imagefile.Picture], bool] | None = None,
+) -> Done:
+    """Read, restore, write one file. Raises ImageFileError (and torch's RuntimeError).
+    ``sharp_check``: asked of the decoded picture (see :func:`run_batch`)."""
     pic = imagefile.read(job.source, options.max_pixels)
+    looks_sharp = sharp_check(pic) if sharp_check is not None else False
     result = enhance_picture(loaded, pic, options.tile, options.strength, options.upscale, on_tile)
     out = result.picture
     fmt = target_format(job, options)
@@ -302,7 +308,7 @@ def enhance_file(loaded: Loaded, job: Job, options: Options, on_tile: Callable[[
         imagefile.copy(job.source, job.target)
     else:
         imagefile.write(out, job.target, fmt, options.quality)
-    return Done(out.megapixels, result.changed, result.described, tuple(notes), result.conditions)
+    return Done(out.megapixels, result.changed, result.described, tuple(notes), result.conditions, looks_sharp)
 
 
 def failure_reason(e: Exception) -> str:
@@ -320,13 +326,13 @@ def run_batch(
     plan: Plan,
     options: Options,
     on_event: Callable[[str, Job, dict], None] | None = None,
-    sharp_check: Callable[[Job], bool] | None = None,
+    sharp_check: Callable[[imagefile.Picture], bool] | None = None,
 ) -> Summary:
     """Enhance every job of ``plan``. Events: "skip", "start", "tile" (done, total), "done"
     (megapixels, computed, model, notes), "fail" (reason), "warn" (message).
 
-    ``sharp_check(job) -> bool``: whether a photo looks sharp to the general model; used once the
-    specialist ``x4`` has changed such a photo, to warn (once) that it over-sharpens sharp photos."""
+    ``sharp_check(picture) -> bool``: whether a photo looks sharp to the general model; asked until
+    the specialist ``x4`` has changed such a photo, to warn (once) that it over-sharpens sharp photos."""
     emit = on_event or (lambda *_: None)
     summary = Summary(model=loaded.name)
     summary.failed.extend((str(p), r) for p, r in plan.refused)
@@ -339,8 +345,9 @@ def run_batch(
             continue
         emit("start", job, {})
         try:
-            done = enhance_file(loaded, job, options, lambda d, n: emit("tile", job, {"done": d, "total": n}))
-            if sharp_check is not None and not warned and done.computed and sharp_check(job):
+            done = enhance_file(loaded, job, options, lambda d, n: emit("tile", job, {"done": d, "total": n}),
+                                None if warned else sharp_check)
+            if not warned and done.computed and done.looks_sharp:
                 warned = True
                 emit("warn", job, {"message": (
                     f"{job.source.name} looks sharp already, and --model {loaded.name} is made for photos blurred and "

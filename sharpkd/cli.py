@@ -76,21 +76,16 @@ def parse_color(text: str) -> tuple[int, int, int]:
     raise click.BadParameter(f"{text!r}: give white, black, gray or #rrggbb")
 
 
-def sharp_checker(loaded: pretrained.Loaded, options):
+def sharp_checker(loaded: pretrained.Loaded):
     """For the specialist x4: a function telling whether a photo looks sharp to the general model (so
     that one warning can say x4 over-sharpens it); None for the models that judge photos themselves."""
     if loaded.conditioned or loaded.arch != "student":
         return None
     general = pretrained.load("general", device=str(loaded.device))
 
-    def looks_sharp(job) -> bool:
-        from sharpkd import imagefile
+    def looks_sharp(pic) -> bool:
         from sharpkd.inference import Source
 
-        try:
-            pic = imagefile.read(job.source, options.max_pixels)
-        except imagefile.ImageFileError:
-            return False
         src = Source(pic.color, 1, 1, general.device)
         return not general.for_photo(src.region, src.height, src.width).changes
 
@@ -208,7 +203,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
                 console.warn(info["message"])
 
         try:
-            summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded, options))
+            summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded))
             summary.shard = str(part) if part else ""
         except KeyboardInterrupt:
             fail("interrupted: finished outputs are kept; run the same command again to continue", code=130)
@@ -316,6 +311,43 @@ def score_cmd(out_dir, gt_dir, baseline, crop, rgb, csv_path, json_path, worst, 
     if not report.rows:
         fail(f"no image in {out_dir} has a same-named ground truth in {gt_dir}")
 
+
+
+@main.command("bench")
+@click.option("--model", "models", multiple=True, default=["general"], show_default=True, help="Model(s) to time (repeat).")
+@click.option("--megapixels", "sizes", type=click.FloatRange(min=0.01), multiple=True, default=[12.0], show_default=True, help="Photo size(s) (repeat).")
+@click.option("--format", "formats", type=click.Choice(["png", "jpg"]), multiple=True, default=["png"], show_default=True)
+@click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True)
+@click.option("--busy", is_flag=True, help="Also time each run beside one competing CPU-bound process.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Folder for the test photos and outputs [default: a temporary one].")
+def bench_cmd(models, sizes, formats, tile, busy, work) -> None:
+    """Time `sharpkd enhance` on this machine: whole process (start-up included), output MP/s and peak memory.
+
+    The test photos are soft mosaics of scikit-image's sample photos. benchmarks/speed.py has the full
+    matrix (stages, folders, the CPU's peak)."""
+    import tempfile
+
+    from sharpkd import bench
+
+    work = work or Path(tempfile.mkdtemp(prefix="sharpkd-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    table = Table(title="sharpkd enhance, whole process")
+    for col in ("model", "photo", "tile", "CPU", "seconds", "output MP/s", "peak RSS MB"):
+        table.add_column(col, justify="left" if col in ("model", "photo", "CPU") else "right")
+    for model in models:
+        for size in sizes:
+            for fmt in formats:
+                with console.err.status(f"making a {size:g} MP test photo..."):
+                    photo = bench.write_photo(work / f"photo-{size:g}mp.{fmt}", size)
+                for load in ([False, True] if busy else [False]):
+                    with console.err.status(f"timing {model} on {photo.name}{' (busy CPU)' if load else ''}..."):
+                        try:
+                            r = bench.run_enhance([photo], work / "out", ["--model", model, "--tile", str(tile)], load)
+                        except RuntimeError as e:
+                            fail(str(e))
+                    table.add_row(model, f"{size:g} MP {fmt.upper()}", str(tile or "whole"), "busy" if load else "quiet",
+                                  f"{r.seconds:.1f}", f"{r.mp_s:.2f}", f"{r.peak_mb:.0f}")
+    console.out.print(table)
 
 
 for command in (prepare_cmd, train_teacher_cmd, distill_cmd, reset_default_cmd):

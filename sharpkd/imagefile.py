@@ -30,6 +30,9 @@ FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 IMAGE_SUFFIXES = {
     ".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm", ".pnm", ".tga",
 }
+# zlib level of PNG output: 3 encodes a 12 MP photo in 1.7 s against 4.5 s at Pillow's default 6, for
+# files about 3 % larger (measured; benchmarks/speed.py)
+PNG_LEVEL = 3
 DEFAULT_MAX_PIXELS = 200_000_000  # larger files are refused unless --max-pixels raises the limit
 ORIENTATION_TAG = 0x0112
 ICC_TIFF_TAG = 34675
@@ -263,7 +266,7 @@ def _encode_png16(pic: Picture) -> bytes:
     planes = [pic.color] + ([pic.alpha[..., None]] if pic.alpha is not None else [])
     a = np.concatenate(planes, axis=2)
     h, w, c = a.shape
-    writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16)
+    writer = png.Writer(w, h, greyscale=c in (1, 2), alpha=c in (2, 4), bitdepth=16, compression=PNG_LEVEL)
     buf = io.BytesIO()
     writer.write_array(buf, a.reshape(-1))
     data = buf.getvalue()
@@ -310,7 +313,9 @@ def _encode(pic: Picture, fmt: str, quality: int) -> bytes:
         kwargs["icc_profile"] = pic.icc
     if pic.exif:
         kwargs["exif"] = pic.exif
-    if fmt == "jpeg":
+    if fmt == "png":
+        kwargs.update(compress_level=PNG_LEVEL)
+    elif fmt == "jpeg":
         kwargs.update(quality=quality, subsampling=0)
     elif fmt == "webp":
         kwargs.update(quality=quality, method=4)

@@ -43,6 +43,9 @@ class WeightSpec:
     purpose: str
     trained: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
+    # measured tile margin (px) that keeps tiled output within 1 level of the whole image
+    # (benchmarks/margin.py); None: the model's full receptive field, exact to float precision
+    context: int | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,9 @@ def load_file(path: Path, device: str = "cpu") -> Loaded:
     raise WeightsError(f"{path}: not a sharpkd weights file (no architecture recorded)")
 
 
-def write_bundle(source: Path, name: str, purpose: str, trained: dict, validation: dict, out_dir: Path = WEIGHTS_DIR) -> WeightSpec:
+def write_bundle(
+    source: Path, name: str, purpose: str, trained: dict, validation: dict, out_dir: Path = WEIGHTS_DIR, context: int | None = None
+) -> WeightSpec:
     """Turn a training run's weights into bundled ``<name>.pt`` + ``<name>.json`` (maintainers' step).
 
     The ``.pt`` holds only what loading needs (architecture, config, tensors); the spec adds what it is
@@ -178,7 +183,7 @@ def write_bundle(source: Path, name: str, purpose: str, trained: dict, validatio
     import torch
 
     torch.save({"arch": loaded.arch, "config": model.config.to_dict(), "state_dict": state}, path)
-    spec = WeightSpec(name, path.name, loaded.arch, model.config.to_dict(), sha256(path), purpose, trained, validation)
+    spec = WeightSpec(name, path.name, loaded.arch, model.config.to_dict(), sha256(path), purpose, trained, validation, context)
     (Path(out_dir) / f"{name}.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
     return spec
 
@@ -197,7 +202,8 @@ def _load_bundled(name: str, device: str) -> Loaded:
     if data.get("arch") != spec.arch or data.get("config") != spec.config:
         raise WeightsError(f"{path}: file does not match its spec {name}.json")
     model = _build(path, spec.arch, spec.config, data["state_dict"])
-    return describe(model.to(device), name, f"bundled {spec.file}")
+    loaded = describe(model.to(device), name, f"bundled {spec.file}")
+    return replace(loaded, context=spec.context) if spec.context else loaded
 
 
 def load(name: str | None = None, weights: Path | None = None, device: str = "cpu") -> Loaded:

@@ -1,6 +1,6 @@
 """Maintainers: make a training run's weights a bundled model of the package.
 
-    python tools/bundle_weights.py RUN_DIR NAME --purpose "..." [--trained-json FILE]
+    python tools/bundle_weights.py RUN_DIR NAME --purpose "..." [--trained-json FILE] [--validation-json FILE] [--context PX]
 
 Writes sharpkd/weights/NAME.pt and NAME.json (architecture, config, sha256, purpose, how it was trained,
 and the run's last validation numbers). Commit both, and update docs/model-card.md.
@@ -21,6 +21,8 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--purpose", required=True)
     ap.add_argument("--trained-json", type=Path, help="JSON object: commands, steps, wall time, hardware")
+    ap.add_argument("--validation-json", type=Path, help="JSON object of validation numbers [default: the run's last validation]")
+    ap.add_argument("--context", type=int, help="tile margin measured with benchmarks/margin.py [default: the full receptive field]")
     args = ap.parse_args()
     model_file = args.run / "model.pt" if args.run.is_dir() else args.run
     info = json.loads(pretrained._torch_load(model_file).get("info", "{}"))
@@ -28,7 +30,8 @@ def main() -> None:
     config = args.run / "config.json"
     if config.exists():
         trained = {"run_config": json.loads(config.read_text())} | trained
-    spec = pretrained.write_bundle(model_file, args.name, args.purpose, trained, info.get("val", {}))
+    validation = json.loads(args.validation_json.read_text()) if args.validation_json else info.get("val", {})
+    spec = pretrained.write_bundle(model_file, args.name, args.purpose, trained, validation, context=args.context)
     print(f"wrote {pretrained.WEIGHTS_DIR / spec.file} (sha256 {spec.sha256[:12]}...) and {spec.name}.json")
 
 

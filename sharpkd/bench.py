@@ -1,0 +1,153 @@
+"""Speed and memory of ``sharpkd enhance`` as a user runs it, and of each stage (``sharpkd bench``,
+``benchmarks/speed.py``).
+
+Whole process: ``python -m sharpkd enhance FILE -o OUT`` in a fresh process, timed from start to exit,
+with its peak resident memory (``/usr/bin/time``-style, from ``wait4``); optionally beside one competing
+CPU-bound process (a busy loop, as a browser or a build would be). Output MP/s = output megapixels /
+wall seconds. Stages, in this process: import torch (a fresh interpreter), decode, the general model's
+estimate, the network over the tiles (with the pixel conversions), encode.
+
+The test photos are made from scikit-image's sample photos, tiled into a mosaic of the requested size
+after a 2x bicubic upscale: soft, as the photos people sharpen are, so every model computes them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def test_photo(megapixels: float) -> np.ndarray:
+    """A soft RGB mosaic of about ``megapixels`` (4:3)."""
+    import skimage.data
+
+    h = int(round((megapixels * 1e6 * 3 / 4) ** 0.5))
+    w = int(round(h * 4 / 3))
+    tiles = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        a = Image.fromarray(np.ascontiguousarray(getattr(skimage.data, name)()))
+        tiles.append(np.asarray(a.resize((a.width * 2, a.height * 2), Image.BICUBIC)))
+    out = np.empty((h, w, 3), np.uint8)
+    y, i = 0, 0
+    while y < h:
+        x, row_h = 0, 0
+        while x < w:
+            t = tiles[i % len(tiles)]
+            i += 1
+            th, tw = min(t.shape[0], h - y), min(t.shape[1], w - x)
+            out[y : y + th, x : x + tw] = t[:th, :tw]
+            x, row_h = x + tw, max(row_h, th)
+        y += row_h
+    return out
+
+
+def write_photo(path: Path, megapixels: float) -> Path:
+    if not path.exists():
+        image = Image.fromarray(test_photo(megapixels))
+        image.save(path, **({"quality": 92} if path.suffix == ".jpg" else {"compress_level": 1}))
+    return path
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: float
+    megapixels: float
+
+    @property
+    def mp_s(self) -> float:
+        return self.megapixels / self.seconds
+
+
+def busy_loop() -> subprocess.Popen:
+    """One competing CPU-bound process (a single-threaded busy loop) until it is killed."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def run_enhance(inputs: list[Path], out: Path, args: list[str], busy: bool = False, env: dict | None = None) -> Run:
+    """``python -m sharpkd enhance INPUTS -o OUT ARGS --overwrite -q`` in a fresh process."""
+    megapixels = 0.0
+    for p in inputs:
+        with Image.open(p) as im:
+            megapixels += im.width * im.height / 1e6
+    competitor = busy_loop() if busy else None
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "sharpkd", "enhance", *map(str, inputs), "-o", str(out), *args, "--overwrite", "-q"],
+                                env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"sharpkd enhance failed (exit {os.waitstatus_to_exitcode(status)})")
+    return Run(seconds, usage.ru_maxrss / 1024, megapixels)
+
+
+def stages(path: Path, model: str, tile: int) -> dict[str, float]:
+    """Seconds of each stage for one photo, in this process (after a warm-up on a crop)."""
+    from sharpkd import imagefile
+    from sharpkd.inference import Source, enhance_pixels, load
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    out = {"import torch (fresh process)": time.perf_counter() - t0}
+    loaded = load(model)
+    t0 = time.perf_counter()
+    pic = imagefile.read(path)
+    out["decode"] = time.perf_counter() - t0
+    enhance_pixels(loaded, pic.color[:256, :256], tile)  # warm-up
+    estimate = 0.0
+    if loaded.conditioned:
+        src = Source(pic.color, 1, loaded.align, loaded.device)
+        t0 = time.perf_counter()
+        loaded.for_photo(src.region, src.height, src.width)
+        estimate = time.perf_counter() - t0
+        out["estimate (general)"] = estimate
+    t0 = time.perf_counter()
+    result, _ = enhance_pixels(loaded, pic.color, tile)
+    out["network + conversions"] = time.perf_counter() - t0 - estimate
+    target = path.with_name(f".bench-out{path.suffix}")
+    t0 = time.perf_counter()
+    imagefile.write(imagefile.Picture(result, format=pic.format), target)
+    out["encode + write"] = time.perf_counter() - t0
+    target.unlink()
+    return out
+
+
+def network_peak(model: str, seconds: float = 3.0) -> tuple[float, float]:
+    """(GMAC/s the network reaches on a whole 1024x768 photo, GMAC/s of one 3x3 40-channel convolution
+    at 1/4 resolution on the same pixels: what this CPU gives the model's main operation)."""
+    import torch
+
+    from sharpkd.inference import enhance_pixels, load
+    from sharpkd.report import macs_per_pixel
+
+    loaded = load(model)
+    photo = test_photo(0.786)[:768, :1024]
+    macs = macs_per_pixel(loaded.model) * photo.shape[0] * photo.shape[1]
+    enhance_pixels(loaded, photo, 0)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        enhance_pixels(loaded, photo, 0)
+        n += 1
+    model_rate = macs * n / (time.perf_counter() - t0) / 1e9
+    conv = torch.nn.Conv2d(40, 40, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 40, 192, 256).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        conv(x)
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            conv(x)
+            n += 1
+    conv_rate = 40 * 40 * 9 * 192 * 256 * n / (time.perf_counter() - t0) / 1e9
+    return model_rate, conv_rate
