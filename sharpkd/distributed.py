@@ -13,6 +13,7 @@ validation while the others wait, and a stop (Ctrl-C, SIGTERM) on any rank stops
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -58,7 +59,17 @@ def setup(device: str) -> tuple[Ranks, str]:
         device = f"cuda:{ranks.local_rank}"
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        # leave the group before the interpreter exits: a group left to die with it sometimes aborts
+        # the process ("terminate called without an active exception") after a finished run
+        atexit.register(_leave)
     return ranks, device
+
+
+def _leave() -> None:
+    from torch import distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

@@ -46,6 +46,7 @@ class WeightSpec:
     # measured tile margin (px) that keeps tiled output within 1 level of the whole image
     # (benchmarks/margin.py); None: the model's full receptive field, exact to float precision
     context: int | None = None
+    context_note: str = ""
 
 
 @dataclass(frozen=True)

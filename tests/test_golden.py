@@ -20,7 +20,9 @@ def test_bundled_model_reproduces_its_golden_output(name, tile):
     assert str(data["sha256"]) == pretrained.bundled_spec(name).sha256, "weights changed: rerun tools/make_golden.py"
     out = enhance(load(name), data["input"], tile=tile)
     diff = np.abs(out.astype(int) - data["output"])
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.001, (diff.max(), (diff > 0).mean())
+    # whole image: the stored output up to last-bit rounding; tiled: within the 1 level its measured
+    # tile margin keeps (weights/<name>.json "context"; benchmarks/margin.py)
+    assert diff.max() <= 1 and (diff > 0).mean() < (0.001 if tile == 0 else 0.01), (diff.max(), (diff > 0).mean())
     assert np.abs(data["output"].astype(int) - data["input"]).max() > 10  # the golden case is one the model changes
 
 
