@@ -7,8 +7,9 @@ CPU-bound process (a busy loop, as a browser or a build would be). Output MP/s =
 wall seconds. Stages, in this process: import torch (a fresh interpreter), decode, the general model's
 estimate, the network over the tiles (with the pixel conversions), encode.
 
-The test photos are made from scikit-image's sample photos, tiled into a mosaic of the requested size
-after a 2x bicubic upscale: soft, as the photos people sharpen are, so every model computes them.
+The test photos are mosaics of scikit-image's sample photos, of the requested size, degraded by the
+canonical recipe (blur 1.0, x4 down and up): soft, as the photos people
+sharpen are, so that every model computes them (a photo the general model finds sharp is only copied).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ def test_photo(megapixels: float) -> np.ndarray:
     """A soft RGB mosaic of about ``megapixels`` (4:3)."""
     import skimage.data
 
-    h = int(round((megapixels * 1e6 * 3 / 4) ** 0.5))
-    w = int(round(h * 4 / 3))
+    h = int(round((megapixels * 1e6 * 3 / 4) ** 0.5)) // 4 * 4
+    w = int(round(h * 4 / 3)) // 4 * 4
     tiles = []
+    from sharpkd.degrade import degrade
+
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
         a = Image.fromarray(np.ascontiguousarray(getattr(skimage.data, name)()))
-        tiles.append(np.asarray(a.resize((a.width * 2, a.height * 2), Image.BICUBIC)))
+        tiles.append(np.asarray(a))
     out = np.empty((h, w, 3), np.uint8)
     y, i = 0, 0
     while y < h:
@@ -45,7 +48,7 @@ def test_photo(megapixels: float) -> np.ndarray:
             out[y : y + th, x : x + tw] = t[:th, :tw]
             x, row_h = x + tw, max(row_h, th)
         y += row_h
-    return out
+    return degrade(out)[1]  # the whole mosaic, seams too: a sharp seam would look like a sharp photo
 
 
 def write_photo(path: Path, megapixels: float) -> Path:
@@ -75,8 +78,9 @@ def run_enhance(inputs: list[Path], out: Path, args: list[str], busy: bool = Fal
     """``python -m sharpkd enhance INPUTS -o OUT ARGS --overwrite -q`` in a fresh process."""
     megapixels = 0.0
     for p in inputs:
-        with Image.open(p) as im:
-            megapixels += im.width * im.height / 1e6
+        for f in sorted(p.iterdir()) if p.is_dir() else [p]:
+            with Image.open(f) as im:
+                megapixels += im.width * im.height / 1e6
     competitor = busy_loop() if busy else None
     try:
         t0 = time.perf_counter()
@@ -134,7 +138,19 @@ def network_peak(model: str, seconds: float = 3.0) -> tuple[float, float]:
 
     loaded = load(model)
     photo = test_photo(0.786)[:768, :1024]
-    macs = macs_per_pixel(loaded.model) * photo.shape[0] * photo.shape[1]
+    network = loaded.model
+    if loaded.conditioned:  # the general model's network with its conditions; the estimator runs on 8 crops only
+
+        class Told(torch.nn.Module):
+            def __init__(self, net: torch.nn.Module) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.net(x, torch.zeros(len(x), self.net.config.conditions))
+
+        network = Told(loaded.model.net)
+    macs = macs_per_pixel(network) * photo.shape[0] * photo.shape[1]
     enhance_pixels(loaded, photo, 0)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
