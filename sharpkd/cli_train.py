@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from sharpkd import console, pretrained
 from sharpkd.console import fail
-from sharpkd.distributed import from_env
+from sharpkd.distributed import finish, from_env
 
 DEVICE_CHOICES = click.Choice(["auto", "cpu", "cuda"])
 
@@ -219,6 +219,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     init = init_weights(init_from, arch)
     val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate))
     print_validation(val, run_dir)
+    finish()
 
 
 @click.command("distill")
@@ -263,7 +264,7 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step, init))
         print_validation(base_val, base_dir)
         if not from_env().main:
-            return
+            finish()
         with console.err.status("measuring the report card..."):
             text = distill.report_card(dataset_dir, run_dir, loaded_teacher, val, base_val, cfg, kd, init.source if init else None)
         console.out.print(escape(text))
@@ -277,6 +278,7 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
             f"installed: {escape(str(target))} is now the default model of enhance, demo and the Python API "
             "(instead of the bundled general model); `sharpkd reset-default` goes back to the bundled default"
         )
+    finish()
 
 
 @click.command("reset-default")

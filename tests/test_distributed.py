@@ -10,9 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-import skimage.data
 import torch
-from PIL import Image
 
 from sharpkd import paths
 
@@ -32,13 +30,8 @@ def rows(run_dir):
 
 
 @pytest.fixture
-def tiny(tmp_path):
-    src = tmp_path / "hr"
-    src.mkdir()
-    hr = skimage.data.coffee()
-    Image.fromarray(np.ascontiguousarray(hr[:136, :160])).save(src / "a.png")
-    Image.fromarray(np.ascontiguousarray(hr[200:336, 300:460])).save(src / "b.png")
-    sharpkd("prepare", "--images", src, "--name", "tiny", "--val-count", "1")
+def tiny(two_photos):
+    sharpkd("prepare", "--images", two_photos, "--name", "tiny", "--val-count", "1")
 
 
 def test_two_processes_train_like_one_and_resume_with_any_count(tiny):

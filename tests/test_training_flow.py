@@ -22,14 +22,9 @@ def run(*args):
 
 
 @pytest.fixture
-def dataset(tmp_path):
+def dataset(two_photos):
     """Two small HR photos (just above the 128 px minimum) prepared as data set 'tiny': one train, one val."""
-    src = tmp_path / "hr"
-    src.mkdir()
-    hr = skimage.data.coffee()
-    Image.fromarray(np.ascontiguousarray(hr[:136, :160])).save(src / "a.png")
-    Image.fromarray(np.ascontiguousarray(hr[200:336, 300:460])).save(src / "b.png")
-    r = run("prepare", "--images", src, "--name", "tiny", "--val-count", "1")
+    r = run("prepare", "--images", two_photos, "--name", "tiny", "--val-count", "1")
     assert r.exit_code == 0, r.output
     return paths.datasets_dir() / "tiny"
 
