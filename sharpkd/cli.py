@@ -217,7 +217,8 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         click.echo(json.dumps(summary.as_dict(), indent=2))
     elif not quiet:
         rate = f", {summary.mp_per_s:.2f} MP/s" if summary.mp_per_s else ""
-        unchanged = f", {summary.unchanged} left unchanged (already sharp)" if summary.unchanged else ""
+        why = "already sharp" if strength > 0 else "--strength 0"
+        unchanged = f", {summary.unchanged} left unchanged ({why})" if summary.unchanged else ""
         where = f"shard {summary.shard} ({plan.elsewhere} images left to the other shards): " if summary.shard else ""
         console.out.print(
             f"{where}{summary.done} done{unchanged}, {summary.skipped} skipped, {len(summary.failed)} failed; "
