@@ -79,6 +79,15 @@ class Source:
         up = np.stack(planes, axis=2)[y0 - sy0 * f : y1 - sy0 * f, x0 - sx0 * f : x1 - sx0 * f]
         return np.clip(np.round(up), 0, _top(self.color.dtype)).astype(self.color.dtype)
 
+    def whole(self, band: int = 256) -> np.ndarray:
+        """The whole upscaled picture in its dtype, made one band of rows at a time (no float copy of it)."""
+        if self.factor == 1:
+            return self.color.copy()
+        out = np.empty((self.height, self.width, self.color.shape[2]), self.color.dtype)
+        for y in range(0, self.height, band):
+            out[y : y + band] = self.pixels(y, min(y + band, self.height), 0, self.width)
+        return out
+
     def region(self, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
         """1x3xhxw floats of [y0, y1) x [x0, x1) of the padded picture (grey repeated to RGB)."""
         rows = _mirror(np.arange(y0, y1), self.height)
@@ -133,10 +142,9 @@ def enhance_pixels(
     h, w = src.height, src.width
     run = loaded.for_photo(src.region, h, w)
     if not run.changes or strength == 0.0:
-        out = src.pixels(0, h, 0, w)
         if on_tile:
             on_tile(1, 1)
-        return (out if upscale > 1 else out.copy()), replace(run, changes=False)
+        return src.whole(), replace(run, changes=False)
     top = _top(color.dtype)
     out = np.empty((h, w, color.shape[2]), color.dtype)
     tiles = tiling.plan(*src.padded, tile, loaded.context, loaded.align)
@@ -167,9 +175,7 @@ def upscale_alpha(alpha: np.ndarray, factor: int) -> np.ndarray:
     """An HxW alpha plane upscaled as colour is (bicubic, rounded), one band of rows at a time."""
     if factor == 1:
         return alpha
-    src = Source(alpha[..., None], factor)
-    band = 512
-    return np.concatenate([src.pixels(y, min(y + band, src.height), 0, src.width) for y in range(0, src.height, band)])[..., 0]
+    return Source(alpha[..., None], factor).whole()[..., 0]
 
 
 def enhance_picture(
