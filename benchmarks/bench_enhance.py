@@ -3,7 +3,7 @@
     python benchmarks/bench_enhance.py [--models student teacher] [--repeats 5] [--threads N]
 
 Numbers per model (median of ``--repeats`` runs after one warm-up, except the processes):
-* model MP/s: ``enhance_array`` on the whole 1024x768 image in one pass (``--tile 0``): the network, and
+* model MP/s: ``sharpkd.inference.enhance`` on the whole 1024x768 image in one pass (``--tile 0``): the network, and
   for the general model its per-photo estimate;
 * tile 512 / tile 128 MP/s: the same with 512 px and with the default 128 px tiles (each tile carries
   its context margin, which costs extra compute);
