@@ -1,4 +1,5 @@
-"""Split an image into tiles, run a model on each, stitch: exactly equal to one whole-image pass.
+"""Plan the tiles of an image: cores and the regions (core + context) a model sees. The running and
+stitching is ``inference.enhance_pixels``, which reads each region from the photo's pixels.
 
 The algorithm (after Real-ESRGAN's ``tile_process``): each output tile (the *core*) is computed from an
 input region that extends the core by a *margin* of context on every side, clipped at the image edge;
@@ -9,18 +10,14 @@ most ``context`` away (the models report a safe bound, see ``Student.context``).
 that, so every core pixel sees exactly the input it sees in a whole-image pass. Where a region is clipped,
 it is clipped at the image edge, where the whole-image pass meets the same zero padding. The models fold
 4x4 blocks (pixel-unshuffle), so every region also starts on that 4-pixel grid. No blending is needed:
-there is nothing to hide. ``tests/test_tiling.py`` checks tiled == whole to float precision.
+there is nothing to hide. ``tests/test_tiling.py`` checks tiled == whole to float precision. A model's
+spec may state a smaller measured margin (the bundled students: within 1 level, ``benchmarks/margin.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
 
-if TYPE_CHECKING:
-    import torch
-
-Model = Callable[["torch.Tensor"], "torch.Tensor"]
 MIN_TILE = 64  # smaller tiles spend nearly all their time on context: --tile 7 ran 70x slower
 
 
@@ -61,46 +58,3 @@ def plan(height: int, width: int, tile: int, context: int, align: int) -> list[T
                 Tile(y0, y1, x0, x1, max(y0 - margin, 0), min(y1 + margin, height), max(x0 - margin, 0), min(x1 + margin, width))
             )
     return tiles
-
-
-def pad_to(x: torch.Tensor, align: int) -> torch.Tensor:
-    """Pad a BxCxHxW tensor at the bottom/right to multiples of ``align`` (mirror, else edge repeat)."""
-    from torch.nn import functional as F
-
-    h, w = x.shape[-2:]
-    ph, pw = round_up(h, align) - h, round_up(w, align) - w
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
-def run(
-    model: Model,
-    x: torch.Tensor,
-    tile: int,
-    context: int,
-    align: int,
-    on_tile: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Apply ``model`` to a 1xCxHxW tensor tile by tile; returns a tensor of the input's size.
-
-    ``on_tile(done, total)`` is called after each tile (for progress bars).
-    """
-    h, w = x.shape[-2:]
-    padded = pad_to(x, align)
-    tiles = plan(padded.shape[-2], padded.shape[-1], tile, context, align)
-    if len(tiles) == 1:  # one tile is the whole image: nothing to stitch (and no copy to pay for)
-        out = model(padded)
-        if on_tile:
-            on_tile(1, 1)
-        return out[..., :h, :w]
-    import torch
-
-    out = torch.empty_like(padded)
-    for i, t in enumerate(tiles):
-        region = model(padded[..., t.ry0 : t.ry1, t.rx0 : t.rx1])
-        out[..., t.y0 : t.y1, t.x0 : t.x1] = region[..., t.y0 - t.ry0 : t.y1 - t.ry0, t.x0 - t.rx0 : t.x1 - t.rx0]
-        if on_tile:
-            on_tile(i + 1, len(tiles))
-    return out[..., :h, :w]
