@@ -6,6 +6,15 @@
 #   A: the teacher and the general model, fine-tuned from the bundled weights on the mixed data set;
 #   B: four x4 students from the bundled x4, equal steps: two seeds with output distillation from the
 #      new teacher, two seeds alone (the seed-to-seed spread).
+# PHASES=A or B runs one phase per call (each under the device tool's 10-minute limit).
+#
+# Getting the photos there (the device tool sends at most 64 MiB a call, the repository included):
+# tar the training files into chunks of <= 44 MB under an ignored folder (gpudata/cK/data.tar, listed in
+# .git/info/exclude), then one call per chunk with carry ["gpudata/cK"] and the command
+# `mkdir -p /root/data && tar xf gpudata/cK/data.tar -C /root/data`: files outside the repository stay on
+# the warm machine between calls (seen 2026-11-27: five chunks, about 6 s of device time each after the
+# first start). platformdirs and pypng are not on the machine: carry their wheels (.whl) and
+# `pip install --target /tmp/site`, PYTHONPATH=/tmp/site:$PWD.
 set -u
 DATA=${DATA:-/root/data}
 OUT=${OUT:-out}
