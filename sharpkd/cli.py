@@ -161,7 +161,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         if not plan.refused:
             fail("no input image found" + ("" if reasons else f" in {', '.join(str(i) for i in inputs)}"))
         raise SystemExit(1)
-    if plan.left_in_subfolders and not verbose:
+    if plan.left_in_subfolders:
         console.warn(f"{plan.left_in_subfolders} image(s) in sub-folders left out: add -r (--recursive) to include them")
     todo = [j for j in plan.jobs if overwrite or not j.target.exists()]
     if todo:
