@@ -26,7 +26,6 @@ SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png"
 UNSUPPORTED = {".heic": "HEIC", ".heif": "HEIF", ".dng": "camera raw", ".cr2": "camera raw", ".cr3": "camera raw",
                ".nef": "camera raw", ".arw": "camera raw", ".orf": "camera raw", ".rw2": "camera raw", ".raf": "camera raw",
                ".raw": "camera raw", ".psd": "Photoshop", ".svg": "vector"}
-DEFAULT_MAX_PIXELS = imagefile.DEFAULT_MAX_PIXELS
 
 
 class PlanError(Exception):
@@ -43,7 +42,7 @@ class Options:
     overwrite: bool = False
     recursive: bool = False
     background: tuple[int, int, int] = (255, 255, 255)  # for alpha written to JPEG
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = imagefile.DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -281,7 +280,6 @@ class Done:
     computed: bool
     described: str
     notes: tuple[str, ...] = ()
-    conditions: tuple[float, ...] | None = None
     looks_sharp: bool = False
 
 
@@ -308,7 +306,7 @@ def enhance_file(
         imagefile.copy(job.source, job.target)
     else:
         imagefile.write(out, job.target, fmt, options.quality)
-    return Done(out.megapixels, result.changed, result.described, tuple(notes), result.conditions, looks_sharp)
+    return Done(out.megapixels, result.changed, result.described, tuple(notes), looks_sharp)
 
 
 def failure_reason(e: Exception) -> str:

@@ -100,7 +100,7 @@ def run_enhance(inputs: list[Path], out: Path, args: list[str], busy: bool = Fal
 def stages(path: Path, model: str, tile: int) -> dict[str, float]:
     """Seconds of each stage for one photo, in this process (after a warm-up on a crop)."""
     from sharpkd import imagefile
-    from sharpkd.inference import Source, enhance_pixels, load
+    from sharpkd.inference import enhance_pixels, load, photo_run
 
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import torch"], check=True)
@@ -112,9 +112,8 @@ def stages(path: Path, model: str, tile: int) -> dict[str, float]:
     enhance_pixels(loaded, pic.color[:256, :256], tile)  # warm-up
     estimate = 0.0
     if loaded.conditioned:
-        src = Source(pic.color, 1, loaded.align, loaded.device)
         t0 = time.perf_counter()
-        loaded.for_photo(src.region, src.height, src.width)
+        photo_run(loaded, pic.color)
         estimate = time.perf_counter() - t0
         out["estimate (general)"] = estimate
     t0 = time.perf_counter()

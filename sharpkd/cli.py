@@ -84,10 +84,9 @@ def sharp_checker(loaded: pretrained.Loaded):
     general = pretrained.load("general", device=str(loaded.device))
 
     def looks_sharp(pic) -> bool:
-        from sharpkd.inference import Source
+        from sharpkd.inference import photo_run
 
-        src = Source(pic.color, 1, 1, general.device)
-        return not general.for_photo(src.region, src.height, src.width).changes
+        return not photo_run(general, pic.color).changes
 
     return looks_sharp
 

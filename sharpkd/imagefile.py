@@ -153,10 +153,6 @@ def _is_tiff(path: Path) -> bool:
         return f.read(4) in (b"II*\x00", b"MM\x00*")
 
 
-def im_exif_none() -> Image.Exif:
-    return Image.Exif()
-
-
 def _read_tiff_with_tifffile(path: Path, max_pixels: int | None) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
     import tifffile
 
@@ -233,7 +229,7 @@ def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
         if not _is_tiff(path):
             raise ImageFileError(path, "not an image, or a format Pillow cannot read") from None
         # TIFFs Pillow cannot open (16-bit planar RGB from scanners, for one): tifffile reads them
-        fmt, exif, orientation = "tiff", im_exif_none(), 1
+        fmt, exif, orientation = "tiff", Image.Exif(), 1
         color, alpha, icc = _read_tiff_with_tifffile(path, max_pixels)
     except (OSError, SyntaxError, ValueError, EOFError, png.Error, tifffile.TiffFileError) as e:
         raise ImageFileError(path, str(e) or type(e).__name__) from None

@@ -36,7 +36,6 @@ class Result:
     picture: Picture
     described: str
     changed: bool
-    conditions: tuple[float, ...] | None = None
 
 
 def _top(dtype: np.dtype) -> float:
@@ -103,6 +102,12 @@ class Source:
         # HxWxC seen as 1xCxHxW is already channels-last: one pass converts it, none reorders it
         x = torch.from_numpy(np.ascontiguousarray(pix)).permute(2, 0, 1)[None]
         return x.to(self.device, torch.float32).div_(_top(self.color.dtype))
+
+
+def photo_run(loaded: Loaded, color: np.ndarray) -> pretrained.PhotoRun:
+    """What would run on a photo's pixels (the general model's estimate), without restoring it."""
+    src = Source(color, 1, loaded.align, loaded.device)
+    return loaded.for_photo(src.region, src.height, src.width)
 
 
 def _batches(tiles: list[tiling.Tile], size: int) -> list[list[tiling.Tile]]:
@@ -190,7 +195,7 @@ def enhance_picture(
     upscaled alongside the colour and otherwise untouched; metadata carried over)."""
     out, run = enhance_pixels(loaded, pic.color, tile, strength, upscale, on_tile)
     alpha = upscale_alpha(pic.alpha, upscale) if pic.alpha is not None else None
-    return Result(replace(pic, color=out, alpha=alpha), run.described, run.changes or upscale != 1, run.conditions)
+    return Result(replace(pic, color=out, alpha=alpha), run.described, run.changes or upscale != 1)
 
 
 # ----------------------------------------------------------------------------------------------------
