@@ -85,8 +85,7 @@ def train(
         )
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights (in every process)
     model = models.build(arch, model_config)
-    if init is not None:
-        warm_start(model, init.model, init.source)
+    taken = warm_start(model, init.model, init.source) if init is not None else None
     model = model.to(device)
     spec = RunSpec(
         arch=arch,
@@ -94,7 +93,7 @@ def train(
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
         loss={"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE} if arch == "general" else {"l1": 1.0},
-        extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None},
+        extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None, "init_taken": taken},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     val = fit(

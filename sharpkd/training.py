@@ -30,6 +30,7 @@ from torch import nn
 from sharpkd import metrics
 from sharpkd.degrade import DegradationRange
 from sharpkd.files import torch_load, write_atomic
+from sharpkd.models.general import General
 from sharpkd.pairs import CropSampler, CropStream, Pair
 
 # loss(lq, hr, cond) -> (loss tensor, {part name: float}); it closes over the model(s) it trains.
@@ -143,12 +144,24 @@ def load_checkpoint(path: Path) -> dict:
         raise TrainError(f"{e}; corrupt or unreadable checkpoint: delete it to start over") from None
 
 
-def warm_start(model: nn.Module, source: nn.Module, name: str) -> None:
+def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
     """Start ``model`` from the weights of ``source`` (same architecture and config), e.g. to continue a
-    model trained in an earlier session whose checkpoint is gone. A resumed run ignores this."""
-    if type(model) is not type(source) or model.config != source.config:
-        raise TrainError(f"{name}: --init weights are a {type(source).__name__} {source.config}, not a {type(model).__name__} {model.config}")
-    model.load_state_dict(source.state_dict())
+    model trained in an earlier session whose checkpoint is gone. A resumed run ignores this.
+
+    One partial case: a general model whose body has another shape (channels, blocks) than ``source``'s
+    but the same estimator starts its estimator from ``source`` and its body fresh. Returns what was
+    taken ("all" or "estimator"), which the caller tells the user."""
+    if type(model) is type(source) and model.config == source.config:
+        model.load_state_dict(source.state_dict())
+        return "all"
+    if (
+        isinstance(model, General)
+        and isinstance(source, General)
+        and model.config.estimator_channels == source.config.estimator_channels
+    ):
+        model.estimator.load_state_dict(source.estimator.state_dict())
+        return "estimator"
+    raise TrainError(f"{name}: --init weights are a {type(source).__name__} {source.config}, not a {type(model).__name__} {model.config}")
 
 
 class _Step(nn.Module):

@@ -212,6 +212,17 @@ def test_init_starts_a_new_run_from_earlier_weights(dataset):
     torch.testing.assert_close(fresh.eval()(x), earlier(x), atol=1e-5, rtol=0)  # earlier runs channels-last
     with pytest.raises(TrainError, match="--init"):
         warm_start(distill.models.build("student", {"channels": 8, "blocks": 2}), earlier, "first")
+    # a general model of another body shape takes only the estimator
+    general = distill.models.build("general", {"channels": 8, "blocks": 1, "estimator_channels": 4})
+    other = distill.models.build("general", {"channels": 4, "blocks": 2, "estimator_channels": 4})
+    body = {k: v.clone() for k, v in other.net.state_dict().items()}
+    assert warm_start(other, general, "general") == "estimator"
+    for k, v in general.estimator.state_dict().items():
+        torch.testing.assert_close(other.estimator.state_dict()[k], v)
+    for k, v in other.net.state_dict().items():
+        torch.testing.assert_close(v, body[k])
+    with pytest.raises(TrainError, match="--init"):
+        warm_start(distill.models.build("general", {"estimator_channels": 8}), general, "general")
     r = run("train-teacher", "--dataset", "tiny", "--run", paths.runs_dir() / "second", "--arch", "student", *TINY,
             "--channels", "8", "--blocks", "1", "--init", first)
     assert r.exit_code == 0, r.output

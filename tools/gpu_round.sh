@@ -6,7 +6,10 @@
 #   A: the teacher and the general model, fine-tuned from the bundled weights on the mixed data set;
 #   B: four x4 students from the bundled x4, equal steps: two seeds with output distillation from the
 #      new teacher, two seeds alone (the seed-to-seed spread).
-# PHASES=A or B runs one phase per call (each under the device tool's 10-minute limit).
+#   C: the speed-shaped students (docs/performance.md), fresh: x4 at 32 channels x 8 blocks, two seeds
+#      with output distillation from the bundled teacher and two alone; one seed each at 32 x 6; the
+#      general model at both shapes (estimator from the bundled general, body fresh).
+# PHASES=A, B or C runs one phase per call (each under the device tool's 10-minute limit).
 #
 # Getting the photos there (the device tool sends at most 64 MiB a call, the repository included):
 # tar the training files into chunks of <= 44 MB under an ignored folder (gpudata/cK/data.tar, listed in
@@ -26,14 +29,19 @@ B_SECONDS=${B_SECONDS:-230}
 TEACHER_STEPS=${TEACHER_STEPS:-5000}
 GENERAL_STEPS=${GENERAL_STEPS:-6000}
 STUDENT_STEPS=${STUDENT_STEPS:-4000}
-PHASES=${PHASES:-AB}  # A, B or AB: the phases to run in this call (B needs A's teacher)
+C_SECONDS=${C_SECONDS:-480}
+C_STEPS=${C_STEPS:-8000}
+C_GENERAL_STEPS=${C_GENERAL_STEPS:-7000}
+PHASES=${PHASES:-AB}  # A, B, AB or C: the phases to run in this call (B needs A's teacher)
 sk() { python3 -m sharpkd "$@"; }
 mkdir -p "$RUNS" "$OUT"
 t0=$(date +%s)
-if [[ $PHASES == *A* ]]; then
+if [[ $PHASES == *A* || $PHASES == *C* ]]; then
 sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed --workers 14 2>&1 | tail -2
 sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed-general --degradations general --workers 14 2>&1 | tail -1
 echo "prepared in $(( $(date +%s) - t0 )) s"
+fi
+if [[ $PHASES == *A* ]]; then
 
 timeout -s TERM $A_SECONDS python3 -m sharpkd train-teacher --dataset mixed --init bundled --batch-size 32 --patch 192 --lr 2e-4 \
   --workers 3 --val-every 2500 --steps $TEACHER_STEPS --run $RUNS/teacher --device $DEVICE > $RUNS/teacher.log 2>&1 &
@@ -55,13 +63,34 @@ echo "phase B done at $(( $(date +%s) - t0 )) s"
 for r in kd0 kd1 alone0 alone1; do tail -n 1 $RUNS/$r/log.jsonl; done
 fi
 
+if [[ $PHASES == *C* ]]; then
+student() {  # name channels blocks seed mode(kd|alone)
+  local common="--dataset mixed --channels $2 --blocks $3 --seed $4 --batch-size 32 --lr 5e-4 --workers 1 --val-every 2000 --steps $C_STEPS --device $DEVICE --run $RUNS/$1"
+  if [[ $5 == kd ]]; then
+    timeout -s TERM $C_SECONDS python3 -m sharpkd distill $common --teacher bundled --lambda-feat 0 --lambda-out 1 > $RUNS/$1.log 2>&1 &
+  else
+    timeout -s TERM $C_SECONDS python3 -m sharpkd train-teacher --arch student $common > $RUNS/$1.log 2>&1 &
+  fi
+}
+student kd0 32 8 0 kd; student kd1 32 8 1 kd; student alone0 32 8 0 alone; student alone1 32 8 1 alone
+student kd6 32 6 0 kd; student alone6 32 6 0 alone
+for b in 8 6; do
+  timeout -s TERM $C_SECONDS python3 -m sharpkd train-teacher --arch general --no-calibrate --dataset mixed-general --init bundled \
+    --channels 32 --blocks $b --batch-size 32 --lr 5e-4 --workers 4 --val-every 2000 --steps $C_GENERAL_STEPS --run $RUNS/general$b \
+    --device $DEVICE > $RUNS/general$b.log 2>&1 &
+done
+wait
+echo "phase C done at $(( $(date +%s) - t0 )) s"
+for r in kd0 kd1 alone0 alone1 kd6 alone6 general8 general6; do echo "$r $(tail -n 1 $RUNS/$r/log.jsonl)"; done
+fi
+
 python3 - "$RUNS" "$OUT" <<'PY'
 import json, sys, tarfile
 from pathlib import Path
 from sharpkd import pretrained
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])
 w = out / "w"; w.mkdir(parents=True, exist_ok=True)
-for name in ("teacher", "general", "kd0", "kd1", "alone0", "alone1"):
+for name in sorted(r.name for r in runs.iterdir() if (r / "last.pt").exists()):
     try:
         pretrained.write_bundle(runs / name / "last.pt", name, "gpu round", {}, {}, w)
     except Exception as e:
