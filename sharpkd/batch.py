@@ -18,7 +18,6 @@ import numpy as np
 
 from sharpkd import imagefile
 from sharpkd.files import check_writable
-from sharpkd.inference import enhance_picture
 from sharpkd.pretrained import Loaded
 
 SUFFIX_FORMATS = {".jpg": "jpeg", ".jpeg": "jpeg", ".jpe": "jpeg", ".png": "png", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
@@ -286,10 +285,14 @@ class Done:
 def enhance_file(
     loaded: Loaded, job: Job, options: Options, on_tile: Callable[[int, int], None] | None = None,
     sharp_check: Callable[[imagefile.Picture], bool] | None = None,
+    pic: imagefile.Picture | None = None,
 ) -> Done:
-    """Read, restore, write one file. Raises ImageFileError (and torch's RuntimeError).
-    ``sharp_check``: asked of the decoded picture (see :func:`run_batch`)."""
-    pic = imagefile.read(job.source, options.max_pixels)
+    """Read (unless ``pic`` is the file's picture, already decoded), restore, write one file. Raises
+    ImageFileError (and torch's RuntimeError). ``sharp_check``: asked of the decoded picture (see
+    :func:`run_batch`)."""
+    from sharpkd.inference import enhance_picture  # torch: imported when a photo is restored, not for planning
+
+    pic = pic or imagefile.read(job.source, options.max_pixels)
     looks_sharp = sharp_check(pic) if sharp_check is not None else False
     result = enhance_picture(loaded, pic, options.tile, options.strength, options.upscale, on_tile)
     out = result.picture
@@ -325,41 +328,55 @@ def run_batch(
     options: Options,
     on_event: Callable[[str, Job, dict], None] | None = None,
     sharp_check: Callable[[imagefile.Picture], bool] | None = None,
+    reader: imagefile.ReadAhead | None = None,
 ) -> Summary:
     """Enhance every job of ``plan``. Events: "skip", "start", "tile" (done, total), "done"
     (megapixels, computed, model, notes), "fail" (reason), "warn" (message).
 
     ``sharp_check(picture) -> bool``: whether a photo looks sharp to the general model; asked until
-    the specialist ``x4`` has changed such a photo, to warn (once) that it over-sharpens sharp photos."""
+    the specialist ``x4`` has changed such a photo, to warn (once) that it over-sharpens sharp photos.
+    ``reader``: decodes the next photo while this one is restored (one is made if not given; the CLI
+    passes its own, already decoding the first photo while the model loads)."""
     emit = on_event or (lambda *_: None)
     summary = Summary(model=loaded.name)
     summary.failed.extend((str(p), r) for p, r in plan.refused)
+    own_reader = reader is None
+    reader = reader or imagefile.ReadAhead(options.max_pixels)
+    todo = [j for j in plan.jobs if options.overwrite or not j.target.exists()]
+    after = {a.source: b for a, b in zip(todo, todo[1:])}
     warned = False
     t0 = time.perf_counter()
-    for job in plan.jobs:
-        if job.target.exists() and not options.overwrite:
-            summary.skipped += 1
-            emit("skip", job, {})
-            continue
-        emit("start", job, {})
-        try:
-            done = enhance_file(loaded, job, options, lambda d, n: emit("tile", job, {"done": d, "total": n}),
-                                None if warned else sharp_check)
-            if not warned and done.computed and done.looks_sharp:
-                warned = True
-                emit("warn", job, {"message": (
-                    f"{job.source.name} looks sharp already, and --model {loaded.name} is made for photos blurred and "
-                    "downscaled 4x: on sharp photos it adds halos and ringing; the default model leaves them alone")})
-        except (imagefile.ImageFileError, ValueError, MemoryError, RuntimeError) as e:
-            reason = failure_reason(e)
-            summary.failed.append((str(job.source), reason))
-            emit("fail", job, {"reason": reason})
-            continue
-        if done.computed:
-            summary.done += 1
-            summary.megapixels += done.megapixels
-        else:
-            summary.unchanged += 1
-        emit("done", job, {"megapixels": done.megapixels, "computed": done.computed, "model": done.described, "notes": done.notes})
+    try:
+        for job in plan.jobs:
+            if job.target.exists() and not options.overwrite:
+                summary.skipped += 1
+                emit("skip", job, {})
+                continue
+            emit("start", job, {})
+            try:
+                # decoded ahead (or now); the next photo decodes while this one is restored
+                pic = reader.read(job.source, after[job.source].source if job.source in after else None)
+                done = enhance_file(loaded, job, options, lambda d, n: emit("tile", job, {"done": d, "total": n}),
+                                    None if warned else sharp_check, pic)
+                if not warned and done.computed and done.looks_sharp:
+                    warned = True
+                    emit("warn", job, {"message": (
+                        f"{job.source.name} looks sharp already, and --model {loaded.name} is made for photos blurred and "
+                        "downscaled 4x: on sharp photos it adds halos and ringing; the default model leaves them alone")})
+            except (imagefile.ImageFileError, ValueError, MemoryError, RuntimeError) as e:
+                reason = failure_reason(e)
+                summary.failed.append((str(job.source), reason))
+                emit("fail", job, {"reason": reason})
+                continue
+            if done.computed:
+                summary.done += 1
+                summary.megapixels += done.megapixels
+            else:
+                summary.unchanged += 1
+            emit("done", job, {"megapixels": done.megapixels, "computed": done.computed, "model": done.described, "notes": done.notes})
+    finally:
+        if own_reader:
+            reader.close()
     summary.seconds = time.perf_counter() - t0
     return summary
+

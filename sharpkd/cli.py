@@ -21,7 +21,7 @@ from sharpkd.cli_train import (
     train_teacher_cmd,
 )
 from sharpkd.console import fail
-from sharpkd.imagefile import DEFAULT_MAX_PIXELS
+from sharpkd.imagefile import DEFAULT_MAX_PIXELS, ReadAhead
 from sharpkd.tiling import MIN_TILE
 
 try:
@@ -167,6 +167,9 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         problem = batch.check_output(batch.Plan(jobs=todo))
         if problem:
             fail(problem)
+    reader = ReadAhead(options.max_pixels)
+    if todo:
+        reader.start(todo[0].source)  # the first photo decodes while torch and the model load
     loaded = load_model(model, weights, device)
     if verbose:
         purpose = ""
@@ -206,10 +209,12 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
                 console.warn(info["message"])
 
         try:
-            summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded))
+            summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded), reader)
             summary.shard = str(part) if part else ""
         except KeyboardInterrupt:
             fail("interrupted: finished outputs are kept; run the same command again to continue", code=130)
+        finally:
+            reader.close()
         bar.update(task, description="done")
 
     if as_json:

@@ -224,7 +224,9 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 
 @click.command("distill")
 @train_options
-@click.option("--teacher", help="Teacher: a run folder or weights file from train-teacher, or 'bundled' [default: the latest trained teacher, else the bundled one].")
+@click.option("--teacher", help="Teacher: a run folder or weights file from train-teacher, 'bundled', or a general model "
+              "(a run folder, or 'bundled-general': trains a smaller general student from it, with --lambda-feat 0 --lambda-out 1; "
+              "the data set must be prepared with --degradations general) [default: the latest trained teacher, else the bundled one].")
 @click.option("--lambda-feat", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of the feature loss: MSE between adapted student features and teacher features.")
 @click.option("--lambda-out", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an L1 loss to the teacher's output (0 = off).")
 @click.option("--baseline", is_flag=True, help="Also train the same student without the teacher and write a report card (report.md, report.json).")
@@ -253,7 +255,8 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         fail(str(e))
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
-    init = init_weights(init_from, "student")
+    student_arch = "general" if loaded_teacher.arch == "general" else "student"
+    init = init_weights(init_from, student_arch)
     say_resuming(run_dir)
     val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init))
     print_validation(val, run_dir)
@@ -261,7 +264,9 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         base_dir = run_dir / "baseline"
         console.out.print(f"baseline: the same student without the teacher (same steps, seed, data and starting weights) -> {escape(str(base_dir))}")
         say_resuming(base_dir)
-        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, "student", overrides, dev, on_step, init))
+        # a general student takes its starting estimator from the teacher: so does its baseline
+        base_init = init or (loaded_teacher if student_arch == "general" else None)
+        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, student_arch, overrides, dev, on_step, base_init))
         print_validation(base_val, base_dir)
         if not from_env().main:
             finish()

@@ -98,7 +98,9 @@ def latest_teacher(root: Path | None = None) -> Path | None:
 
 
 def load_teacher(teacher: str | None, device: str) -> pretrained.Loaded:
-    """``teacher``: a run folder or weights file, ``"bundled"``, or None for the latest trained, else bundled."""
+    """``teacher``: a run folder or weights file, ``"bundled"`` (the bundled teacher), ``"bundled-general"``
+    (the bundled general model, which teaches a smaller general student), or None for the latest trained
+    teacher, else the bundled one."""
     if teacher is None:
         teacher = latest_teacher()
         if teacher is None:
@@ -111,9 +113,11 @@ def load_teacher(teacher: str | None, device: str) -> pretrained.Loaded:
                 ) from None
     if teacher == "bundled":
         loaded = pretrained.load("teacher", device=device)
+    elif teacher == "bundled-general":
+        loaded = pretrained.load("general", device=device)
     else:
         loaded = pretrained.load_file(Path(teacher), device)
-    if not hasattr(loaded.model, "forward_features"):
+    if loaded.arch == "student":
         raise TrainError(f"{loaded.source}: this model cannot serve as a teacher (it exposes no features)")
     return loaded
 
@@ -138,14 +142,16 @@ def train(
     _, device = distributed.setup(device)  # under torchrun: join the group, this rank's GPU
     manifest = read_manifest(dataset_dir)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights (in every process)
-    student = models.build("student", student_config)
-    if init is not None:
-        warm_start(student, init.model, init.source)
-    student = student.to(device)
     t_model = teacher.model
     if teacher.device != torch.device(device):  # a copy: the loaded model may be shared (cached)
         t_model = copy.deepcopy(t_model).to(device)
     t_model.eval()
+    if teacher.arch == "general":
+        return _train_general(dataset_dir, run_dir, cfg, teacher.source, t_model, kd, student_config, device, on_step, init, manifest)
+    student = models.build("student", student_config)
+    if init is not None:
+        warm_start(student, init.model, init.source)
+    student = student.to(device)
     if t_model.config.unshuffle != student.config.unshuffle:
         raise TrainError(
             f"teacher folds by {t_model.config.unshuffle} and the student by {student.config.unshuffle}: "
@@ -172,12 +178,52 @@ def train(
     )
 
 
+def _train_general(
+    dataset_dir: Path, run_dir: Path, cfg: TrainConfig, source: str, t_model: nn.Module, kd: DistillConfig,
+    student_config: dict | None, device: str, on_step, init: pretrained.Loaded | None, manifest: dict,
+) -> dict:
+    """A smaller general model from a larger one: the general model's own loss (L1 to HR, the estimator's
+    quantile loss) plus ``lambda_out`` x L1 to the teacher's output under the same conditions. The
+    student's estimator starts from ``init``'s, else from the teacher's; its body starts fresh (or from
+    ``init`` when that has the same shape). The result is calibrated like ``train-teacher --arch general``."""
+    from sharpkd import distributed
+    from sharpkd.train_teacher import ESTIMATOR_QUANTILE, calibrate_run, general_loss
+
+    if kd.lambda_feat > 0 or kd.lambda_out <= 0:
+        raise TrainError(
+            f"{source}: a general model teaches through its output only: use --lambda-feat 0 and --lambda-out > 0 (e.g. 1)"
+        )
+    degradations = train_degradations(manifest)
+    if degradations is None:
+        raise TrainError(f"{dataset_dir}: a general student needs a data set prepared with --degradations general")
+    student = models.build("general", student_config)
+    taken = warm_start(student, init.model, init.source) if init else warm_start(student, t_model, source)
+    student = student.to(device)
+    spec = RunSpec(
+        arch="general",
+        model_config=student.config.to_dict(),
+        dataset=str(dataset_dir),
+        align=manifest["recipe"]["scale"],
+        loss={"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE, "out_l1": kd.lambda_out},
+        extra={
+            "teacher": source, "teacher_config": t_model.config.to_dict(), "train_degradations": degradations,
+            "init": init.source if init else None, "init_taken": taken,
+        },
+    )
+    train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
+    loss = general_loss(student, teacher=t_model, lambda_out=kd.lambda_out)
+    val = fit(run_dir, spec, student, loss, train_pairs, val_pairs, cfg, device=device, on_step=on_step, degradations=degradations)
+    if distributed.from_env().main:
+        val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
+    return val
+
+
 def install(run_dir: Path, root: Path | None = None) -> Path:
     """Make a run's student the user's default for ``enhance`` (copied into the data dir, atomically)."""
     source = Path(run_dir) / "model.pt"
     loaded = pretrained.load_file(source)  # refuse anything that would not load later
-    if loaded.arch != "student":
-        raise TrainError(f"{source}: holds a {loaded.arch}, not a student")
+    if loaded.arch == "teacher":
+        raise TrainError(f"{source}: holds a teacher, not a student (too slow to be the default)")
     target = paths.installed_student(root)
     write_atomic(target, source.read_bytes())
     return target

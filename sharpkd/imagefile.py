@@ -245,6 +245,47 @@ def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     return Picture(color=color, alpha=alpha, format=fmt if fmt in FORMATS else "png", exif=exif_bytes, icc=icc, reoriented=orientation != 1)
 
 
+
+class ReadAhead:
+    """Decodes one photo ahead on a worker thread: the next photo of a batch while the current one is
+    restored, and the first while torch loads. Pillow's decoders, zlib and NumPy release the GIL, so the
+    decode overlaps the network (and the import) instead of adding to it. At most one photo is held ahead.
+    Errors surface from :meth:`read`, as from :func:`read`."""
+
+    def __init__(self, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        self.max_pixels = max_pixels
+        self._pool = None
+        self._path: Path | None = None
+        self._future = None
+
+    def start(self, path: Path) -> None:
+        """Begin decoding ``path`` (replacing any photo decoded ahead and not read)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._path == Path(path):
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpkd-read")
+        self._path, self._future = Path(path), self._pool.submit(read, path, self.max_pixels)
+
+    def read(self, path: Path, then: Path | None = None) -> Picture:
+        """The picture of ``path``: the one decoded ahead if it is that one, else decoded now; then
+        (whether or not ``path`` could be read) begins decoding ``then``."""
+        try:
+            if self._path == Path(path):
+                future, self._path, self._future = self._future, None, None
+                return future.result()
+            return read(path, self.max_pixels)
+        finally:
+            if then is not None:
+                self.start(then)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._path = self._future = None
+
 def to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Convert between uint8 and uint16 keeping the full-scale value."""
     if array.dtype == dtype:

@@ -39,20 +39,38 @@ def quantile_loss(guess: torch.Tensor, truth: torch.Tensor, q: float) -> torch.T
     return 2 * torch.maximum(q * err, (q - 1) * err).mean()
 
 
-def general_loss(model: torch.nn.Module, estimator_weight: float = 1.0, quantile: float = ESTIMATOR_QUANTILE):
+def general_loss(
+    model: torch.nn.Module,
+    estimator_weight: float = 1.0,
+    quantile: float = ESTIMATOR_QUANTILE,
+    teacher: torch.nn.Module | None = None,
+    lambda_out: float = 0.0,
+):
     """L1 to HR of the restoration, plus the estimator's quantile loss to the true conditions.
 
     Half of each batch is restored with the true conditions (so a stated degradation is obeyed), half
     with the estimator's guess, detached (so the network also learns to live with the estimator's
-    errors, as it must in blind mode).
+    errors, as it must in blind mode). With a ``teacher`` (a larger general model, frozen) and
+    ``lambda_out`` > 0, an L1 to the teacher's output under the same conditions is added: output
+    distillation between general models (``sharpkd distill --teacher`` a general model).
     """
 
     def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         guess = model.estimator(lq)
         est = quantile_loss(guess, cond, quantile)
         told = torch.rand(len(lq), 1, device=lq.device) < 0.5
-        l1 = F.l1_loss(model(lq, torch.where(told, cond, guess.detach())), hr)
-        return l1 + estimator_weight * est, {"l1": float(l1.detach()), "est_l1": float(est.detach())}
+        used = torch.where(told, cond, guess.detach())
+        out = model(lq, used)
+        l1 = F.l1_loss(out, hr)
+        total = l1 + estimator_weight * est
+        parts = {"l1": float(l1.detach()), "est_l1": float(est.detach())}
+        if teacher is not None and lambda_out > 0:
+            with torch.no_grad():
+                target = teacher(lq, used)
+            out_l1 = F.l1_loss(out, target)
+            total = total + lambda_out * out_l1
+            parts["out_l1"] = float(out_l1.detach())
+        return total, parts
 
     return loss
 

@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+from pathlib import Path
 
 import numpy as np
 import png
@@ -11,7 +12,7 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
-from sharpkd import batch, imagefile
+from sharpkd import batch, imagefile, inference
 from sharpkd.cli import main
 
 
@@ -94,7 +95,7 @@ def test_unwritable_output_is_found_before_any_photo_is_computed(tmp_path, photo
     Image.fromarray(photo).save(tmp_path / "a.png")
     (tmp_path / "afile").write_text("x")
     computed = []
-    monkeypatch.setattr(batch, "enhance_picture", lambda *a, **k: computed.append(1))
+    monkeypatch.setattr(inference, "enhance_picture", lambda *a, **k: computed.append(1))
     r = run("enhance", tmp_path / "a.png", "-o", tmp_path / "afile" / "out")
     assert r.exit_code == 1 and f"cannot write into the output folder {tmp_path / 'afile' / 'out'}" in r.output
     assert ".sharpkd-" not in r.output and not computed
@@ -116,7 +117,7 @@ def test_a_torch_error_fails_that_file_and_the_batch_goes_on(tmp_path, photo, mo
     """Item 9: one out-of-memory error aborted the whole batch with a traceback."""
     Image.fromarray(photo).save(tmp_path / "a.png")
     Image.fromarray(photo[::-1]).save(tmp_path / "b.png")
-    real = batch.enhance_picture
+    real = inference.enhance_picture
     calls = []
 
     def flaky(*args, **kwargs):
@@ -125,7 +126,7 @@ def test_a_torch_error_fails_that_file_and_the_batch_goes_on(tmp_path, photo, mo
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batch, "enhance_picture", flaky)
+    monkeypatch.setattr(inference, "enhance_picture", flaky)
     r = run("enhance", tmp_path, "-o", tmp_path / "out", "--model", "x4")
     assert r.exit_code == 1
     assert "a.png: out of memory: try a smaller --tile" in r.output
@@ -261,3 +262,42 @@ def test_image_errors_name_the_file(tmp_path):
     frames[0].save(gif, save_all=True, append_images=frames[1:])
     with pytest.raises(imagefile.ImageFileError, match="animated image with 3 frames"):
         imagefile.read(gif)
+
+
+def test_the_next_photo_is_decoded_while_this_one_is_restored(tmp_path, photo, monkeypatch):
+    """Read-ahead: photo n+1 is being decoded (on the reader's thread) before photo n is restored; a file
+    that cannot be decoded still fails alone, named, and every other output is the same as without it."""
+    import threading
+
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    for i, name in enumerate(names):
+        Image.fromarray(np.roll(photo, 7 * i, axis=1)).save(tmp_path / name)
+    (tmp_path / "c.png").write_bytes(b"not a png")
+    events = []
+    real_read = imagefile.read
+
+    def read(path, *args, **kwargs):
+        events.append(("read", Path(path).name, threading.current_thread().name))
+        return real_read(path, *args, **kwargs)
+
+    real = inference.enhance_picture
+
+    def restore(loaded, pic, *args, **kwargs):
+        events.append(("restore", pic.megapixels, threading.current_thread().name))
+        return real(loaded, pic, *args, **kwargs)
+
+    monkeypatch.setattr(imagefile, "read", read)
+    monkeypatch.setattr(inference, "enhance_picture", restore)
+    r = run("enhance", tmp_path, "-o", tmp_path / "out", "--model", "x4")
+    assert r.exit_code == 1 and "c.png: not an image" in r.output
+    reads = [e for e in events if e[0] == "read"]
+    assert [e[1] for e in reads] == names and all(e[2].startswith("sharpkd-read") for e in reads)
+    # the read of b.png began before a.png was restored; that of d.png before b.png's restore ended
+    order = [e[0] + (e[1] if e[0] == "read" else "") for e in events]
+    assert order.index("readb.png") < order.index("restore")
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == ["a.png", "b.png", "d.png"]
+    monkeypatch.setattr(imagefile, "read", real_read)
+    one = run("enhance", tmp_path / "b.png", "-o", tmp_path / "single", "--model", "x4")
+    assert one.exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "single" / "b.png")), np.asarray(Image.open(tmp_path / "out" / "b.png")))

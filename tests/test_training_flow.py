@@ -179,6 +179,20 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     out = tmp_path / "out"
     r = run("enhance", src / "0.png", "-o", out, "--weights", run_dir, "-v")
     assert r.exit_code == 0 and (out / "0.png").exists() and "estimated blur" in r.output
+    # a smaller general model distilled from that one: output distillation only, estimator taken over
+    r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1")
+    assert r.exit_code == 1 and "--lambda-feat 0" in r.output
+    small = paths.runs_dir() / "small"
+    r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1",
+            "--lambda-feat", "0", "--lambda-out", "1", "--run", small, "--baseline")
+    assert r.exit_code == 0, r.output
+    spec = json.loads((small / "config.json").read_text())["spec"]
+    assert spec["arch"] == "general" and spec["loss"]["out_l1"] == 1 and spec["extra"]["init_taken"] == "estimator"
+    assert all("out_l1" in json.loads(line) for line in (small / "log.jsonl").read_text().splitlines() if '"loss"' in line)
+    base = json.loads((small / "baseline" / "config.json").read_text())["spec"]
+    assert base["arch"] == "general" and "out_l1" not in base["loss"] and base["model_config"] == spec["model_config"]
+    assert base["extra"]["init_taken"] == "estimator"  # the same starting weights as the distilled one
+    assert pretrained.load_file(small).model.config.channels == 4 and (small / "report.md").exists()
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):
