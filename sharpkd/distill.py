@@ -206,7 +206,7 @@ def _train_general(
         align=manifest["recipe"]["scale"],
         loss={"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE, "out_l1": kd.lambda_out},
         extra={
-            "teacher": source, "teacher_config": t_model.config.to_dict(), "train_degradations": degradations,
+            "teacher": source, "teacher_config": t_model.config.to_dict(), "train_degradations": manifest.get("train_degradations"),
             "init": init.source if init else None, "init_taken": taken,
         },
     )

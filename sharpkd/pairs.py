@@ -39,6 +39,7 @@ def train_degradations(manifest: dict) -> DegradationRange | None:
     described = manifest.get("train_degradations")
     if not described:
         return None
+    described = {"artifacts_only_share": 0.0, **described}  # recorded before that share existed: none
     return DegradationRange(**{k: tuple(v) if isinstance(v, list) else v for k, v in described.items()})
 
 

@@ -66,6 +66,19 @@ def test_range_samples_every_kind_within_bounds():
     assert {d.down_filter for d in ds if d.scale > 1} == set(GENERAL.filters)
     assert all(GENERAL.jpeg_quality[0] <= d.jpeg <= GENERAL.jpeg_quality[1] for d in ds if d.jpeg)
     assert all(GENERAL.noise[0] <= d.noise <= GENERAL.noise[1] for d in ds if d.noise)
+    # noise and JPEG also come alone, on sharp photos (not only together with blur)
+    alone = [d for d in ds if d.sigma_x == 0 and d.scale == 1 and (d.noise or d.jpeg)]
+    assert abs(len(alone) / len(ds) - GENERAL.artifacts_only_share) < 0.04
+    assert any(d.noise and not d.jpeg for d in alone) and any(d.jpeg and not d.noise for d in alone)
+
+
+def test_data_sets_prepared_before_the_artifacts_only_share_keep_their_distribution():
+    from sharpkd.degrade import GENERAL
+    from sharpkd.pairs import train_degradations
+
+    recorded = {k: v for k, v in GENERAL.describe().items() if k != "artifacts_only_share"}
+    assert train_degradations({"train_degradations": recorded}).artifacts_only_share == 0.0
+    assert train_degradations({"train_degradations": GENERAL.describe()}) == GENERAL
 
 
 def test_anisotropic_blur_is_stronger_along_its_long_axis():

@@ -9,7 +9,11 @@
 #   C: the speed-shaped students (docs/performance.md), fresh: x4 at 32 channels x 8 blocks, two seeds
 #      with output distillation from the bundled teacher and two alone; one seed each at 32 x 6; the
 #      general model at both shapes (estimator from the bundled general, body fresh).
-# PHASES=A, B or C runs one phase per call (each under the device tool's 10-minute limit).
+#   D: the general model on the degradation range that also has noise and JPEG alone (artifacts_only_share):
+#      the bundled 40 x 8 continued, and two seeds of the 32 x 8 general alone (estimator from the bundled);
+#   E: two seeds of the 32 x 8 general distilled from D's 40 x 8 (output L1), same start and steps as D's
+#      32 x 8 runs: does distillation pay for a general student half the cost of today's?
+# PHASES=A, B, C, D or E runs one phase per call (each under the device tool's 10-minute limit).
 #
 # Getting the photos there (the device tool sends at most 64 MiB a call, the repository included):
 # tar the training files into chunks of <= 44 MB under an ignored folder (gpudata/cK/data.tar, listed in
@@ -32,11 +36,13 @@ STUDENT_STEPS=${STUDENT_STEPS:-4000}
 C_SECONDS=${C_SECONDS:-480}
 C_STEPS=${C_STEPS:-8000}
 C_GENERAL_STEPS=${C_GENERAL_STEPS:-7000}
-PHASES=${PHASES:-AB}  # A, B, AB or C: the phases to run in this call (B needs A's teacher)
+D_SECONDS=${D_SECONDS:-300}
+D_STEPS=${D_STEPS:-8000}
+PHASES=${PHASES:-AB}  # A, B, AB, C, D or E: the phases to run in this call (B needs A's teacher, E needs D's general)
 sk() { python3 -m sharpkd "$@"; }
 mkdir -p "$RUNS" "$OUT"
 t0=$(date +%s)
-if [[ $PHASES == *A* || $PHASES == *C* ]]; then
+if [[ $PHASES == *A* || $PHASES == *C* || $PHASES == *D* ]]; then
 sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed --workers 14 2>&1 | tail -2
 sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed-general --degradations general --workers 14 2>&1 | tail -1
 echo "prepared in $(( $(date +%s) - t0 )) s"
@@ -82,6 +88,25 @@ done
 wait
 echo "phase C done at $(( $(date +%s) - t0 )) s"
 for r in kd0 kd1 alone0 alone1 kd6 alone6 general8 general6; do echo "$r $(tail -n 1 $RUNS/$r/log.jsonl)"; done
+fi
+
+GENERAL32="--arch general --dataset mixed-general --init bundled --channels 32 --blocks 8 --batch-size 32 --lr 5e-4 --workers 4 --val-every 2000 --steps $D_STEPS --device $DEVICE"
+if [[ $PHASES == *D* ]]; then
+timeout -s TERM $D_SECONDS python3 -m sharpkd train-teacher --arch general --dataset mixed-general --init bundled --batch-size 32 \
+  --lr 2e-4 --workers 5 --val-every 2000 --steps $D_STEPS --run $RUNS/general40 --device $DEVICE > $RUNS/general40.log 2>&1 &
+for seed in 0 1; do
+  timeout -s TERM $D_SECONDS python3 -m sharpkd train-teacher $GENERAL32 --seed $seed --run $RUNS/g32alone$seed > $RUNS/g32alone$seed.log 2>&1 &
+done
+wait
+echo "phase D done at $(( $(date +%s) - t0 )) s"
+fi
+if [[ $PHASES == *E* ]]; then
+for seed in 0 1; do
+  timeout -s TERM $D_SECONDS python3 -m sharpkd distill ${GENERAL32/--arch general /} --seed $seed --teacher $RUNS/general40 \
+    --lambda-feat 0 --lambda-out 1 --run $RUNS/g32kd$seed > $RUNS/g32kd$seed.log 2>&1 &
+done
+wait
+echo "phase E done at $(( $(date +%s) - t0 )) s"
 fi
 
 python3 - "$RUNS" "$OUT" <<'PY'
