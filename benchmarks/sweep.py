@@ -1,12 +1,14 @@
 """Degradation sweep: how each model treats sharp, soft, upscaled, JPEG and noisy photos. Prints a table.
 
-    python benchmarks/sweep.py --dataset mixed [--models general x4] [--weights RUN ...] [--usm 2.0,1.0] [--json F]
+    python benchmarks/sweep.py --dataset mixed [--models general x4] [--weights RUN ...] [--usm 2.0,1.0] [--told] [--json F]
 
 For every validation HR photo of the prepared data set and every case below, the photo is degraded, the
 model restores it, and PSNR-Y (project convention) of the input and of the output against the original
 is recorded, per photo, and reported per part of the data set (its source folders): the mean gain and
 the worst photo's. "gain" is output minus input. The sharp original (sigma 0, scale 1) shows whether a model
 leaves good photos alone: there "input" is inf, so the table gives the output's PSNR to the original.
+``--told`` adds each general model *told* the true conditions of the case (no estimate): what its network
+can do when the estimator is right.
 """
 
 from __future__ import annotations
@@ -36,16 +38,31 @@ CASES = {
 
 
 def sweep(restorers: dict, photos: list[np.ndarray]) -> dict:
-    """{case: {"input": [PSNR-Y per photo], name: [PSNR-Y per photo of each restorer]}}."""
+    """{case: {"input": [PSNR-Y per photo], name: [PSNR-Y per photo of each restorer]}}; each restorer
+    is called with the degraded photo and the case's :class:`Degradation`."""
     table = {}
     for case, d in CASES.items():
         rng = np.random.default_rng(0)
         degraded = [apply(hr, d, rng) for hr in photos]
         row = {"input": [metrics.psnr(lq, hr) for lq, hr in zip(degraded, photos)]}
         for name, restore in restorers.items():
-            row[name] = [metrics.psnr(restore(lq), hr) for lq, hr in zip(degraded, photos)]
+            row[name] = [metrics.psnr(restore(lq, d), hr) for lq, hr in zip(degraded, photos)]
         table[case] = row
     return table
+
+
+def told(loaded: pretrained.Loaded, lq: np.ndarray, d: Degradation) -> np.ndarray:
+    """A general model's output when told the true conditions of ``d`` (whole photo, one pass)."""
+    import torch
+
+    from sharpkd.degrade import conditions
+    from sharpkd.inference import Source
+
+    src = Source(lq, 1, loaded.align)
+    cond = torch.tensor([conditions(d)], dtype=torch.float32)
+    with torch.inference_mode():
+        out = loaded.model(src.region(0, src.padded[0], 0, src.padded[1]).contiguous(memory_format=torch.channels_last), cond)
+    return out[0].clamp(0, 1).mul(255).round().permute(1, 2, 0).numpy().astype(np.uint8)[: lq.shape[0], : lq.shape[1]]
 
 
 def print_table(table: dict, title: str) -> None:
@@ -74,6 +91,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=["general"], help="bundled models")
     ap.add_argument("--weights", nargs="*", default=[], help="run folders or weights files")
     ap.add_argument("--usm", help="also an unsharp mask RADIUS,AMOUNT (e.g. the one tuned on the training photos)")
+    ap.add_argument("--told", action="store_true", help="also each general model told the true conditions")
     ap.add_argument("--json", type=Path, help="also write the per-photo table as JSON")
     args = ap.parse_args()
     dataset = find_dataset(args.dataset)
@@ -82,13 +100,13 @@ def main() -> None:
     restorers = {}
     if args.usm:
         r, a = (float(v) for v in args.usm.split(","))
-        restorers[f"unsharp {r},{a}"] = UnsharpMask(r, a)
-    for name in args.models:
-        loaded = pretrained.load(name)
-        restorers[name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
-    for w in args.weights:
-        loaded = pretrained.load_file(Path(w))
-        restorers[loaded.name] = lambda lq, m=loaded: enhance(m, lq, tile=0)
+        usm = UnsharpMask(r, a)
+        restorers[f"unsharp {r},{a}"] = lambda lq, d: usm(lq)
+    loaded_models = [pretrained.load(name) for name in args.models] + [pretrained.load_file(Path(w)) for w in args.weights]
+    for loaded in loaded_models:
+        restorers[loaded.name] = lambda lq, d, m=loaded: enhance(m, lq, tile=0)
+        if args.told and loaded.conditioned:
+            restorers[f"{loaded.name} told"] = lambda lq, d, m=loaded: told(m, lq, d)
     results = {}
     for part in dict.fromkeys(part_of[p.name] for p in val):
         photos = [p.hr for p in val if part_of[p.name] == part]

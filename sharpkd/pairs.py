@@ -153,6 +153,14 @@ class CropStream(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        if info is not None:
+            # Ctrl-C in a terminal, or a scheduler's SIGTERM, reaches the whole process group: only the
+            # main process should act on it (save, then shut the workers down). A worker killed first
+            # made the main process print a DataLoader traceback after "checkpoint saved".
+            import signal
+
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
         torch.set_num_threads(1)
         sampler = CropSampler(*self.args)
         step = self.start + worker

@@ -349,3 +349,24 @@ def test_ema_copies_buffers():
     model.estimator.blur_knots.add_(0.25)
     ema_update(ema, model, 0.999)
     torch.testing.assert_close(ema.estimator.blur_knots, model.estimator.blur_knots)
+
+
+def test_crop_workers_leave_interrupts_to_the_main_process(dataset):
+    """Ctrl-C or a scheduler's SIGTERM reaches every process of the group: a crop worker that died of it
+    made the main process print a DataLoader traceback after saving. Workers ignore both signals."""
+    import os
+    import signal
+
+    from sharpkd.pairs import CropStream, load_split
+
+    stream = CropStream(load_split(dataset, "train"), 32, 4, seed=0, start=0, n=2)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1)
+    batches = iter(loader)
+    first = next(batches)
+    worker = batches._workers[0]
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        os.kill(worker.pid, sig)
+    for _ in range(3):
+        assert next(batches)[0].shape == first[0].shape
+    assert worker.is_alive()
+    del batches
