@@ -249,11 +249,13 @@ def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
 class ReadAhead:
     """Decodes one photo ahead on a worker thread: the next photo of a batch while the current one is
     restored, and the first while torch loads. Pillow's decoders, zlib and NumPy release the GIL, so the
-    decode overlaps the network (and the import) instead of adding to it. At most one photo is held ahead.
-    Errors surface from :meth:`read`, as from :func:`read`."""
+    decode overlaps the network (and the import) instead of adding to it. At most one photo is held ahead,
+    and only one of at most ``ahead_pixels`` (a larger one is decoded when its turn comes, so that two
+    large photos are never held at once). Errors surface from :meth:`read`, as from :func:`read`."""
 
-    def __init__(self, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    def __init__(self, max_pixels: int | None = DEFAULT_MAX_PIXELS, ahead_pixels: int = 50_000_000) -> None:
         self.max_pixels = max_pixels
+        self.ahead_pixels = ahead_pixels
         self._pool = None
         self._path: Path | None = None
         self._future = None
@@ -263,6 +265,13 @@ class ReadAhead:
         from concurrent.futures import ThreadPoolExecutor
 
         if self._path == Path(path):
+            return
+        self._path = self._future = None
+        try:
+            with Image.open(path) as im:
+                if im.width * im.height > self.ahead_pixels:
+                    return
+        except Exception:  # unreadable: :meth:`read` decodes it when its turn comes and says why
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpkd-read")

@@ -291,7 +291,9 @@ def test_the_next_photo_is_decoded_while_this_one_is_restored(tmp_path, photo, m
     r = run("enhance", tmp_path, "-o", tmp_path / "out", "--model", "x4")
     assert r.exit_code == 1 and "c.png: not an image" in r.output
     reads = [e for e in events if e[0] == "read"]
-    assert [e[1] for e in reads] == names and all(e[2].startswith("sharpkd-read") for e in reads)
+    assert [e[1] for e in reads] == names
+    # decodable photos are read on the reader's thread; c.png, which has no image header, when its turn comes
+    assert all(e[2].startswith("sharpkd-read") == (e[1] != "c.png") for e in reads)
     # the read of b.png began before a.png was restored; that of d.png before b.png's restore ended
     order = [e[0] + (e[1] if e[0] == "read" else "") for e in events]
     assert order.index("readb.png") < order.index("restore")
@@ -301,3 +303,19 @@ def test_the_next_photo_is_decoded_while_this_one_is_restored(tmp_path, photo, m
     one = run("enhance", tmp_path / "b.png", "-o", tmp_path / "single", "--model", "x4")
     assert one.exit_code == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "single" / "b.png")), np.asarray(Image.open(tmp_path / "out" / "b.png")))
+
+
+def test_read_ahead_holds_no_large_photo_and_still_reads_it(tmp_path, photo):
+    small, large = tmp_path / "small.png", tmp_path / "large.png"
+    Image.fromarray(photo).save(small)
+    Image.fromarray(np.tile(photo, (2, 2, 1))).save(large)
+    reader = imagefile.ReadAhead(ahead_pixels=photo.shape[0] * photo.shape[1])
+    try:
+        reader.start(small)
+        assert reader._future is not None
+        reader.start(large)  # too large to hold ahead: nothing decodes now, and small is let go
+        assert reader._future is None
+        assert reader.read(large).color.shape[:2] == (photo.shape[0] * 2, photo.shape[1] * 2)
+        assert np.array_equal(reader.read(small, then=large).color, photo) and reader._future is None
+    finally:
+        reader.close()
