@@ -56,10 +56,10 @@ def general_loss(
     """
 
     def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        guess = model.estimator(lq)
+        guess = model.estimator.for_loss(lq)
         est = quantile_loss(guess, cond, quantile)
         told = torch.rand(len(lq), 1, device=lq.device) < 0.5
-        used = torch.where(told, cond, guess.detach())
+        used = torch.where(told, cond, guess.detach().clamp(0, 1))
         out = model(lq, used)
         l1 = F.l1_loss(out, hr)
         total = l1 + estimator_weight * est

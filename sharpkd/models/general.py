@@ -43,17 +43,25 @@ class GeneralConfig:
     blocks: int = 8
     unshuffle: int = 4
     estimator_channels: int = 48
+    # The estimator's output: a sigmoid (False; the bundled weights) or a linear guess clamped to 0..1
+    # (True). Measured: the sigmoid's logits for noise and JPEG sank to -1000 and below (to -2000 after more
+    # training), where no gradient passes, so those guesses stayed exactly 0 whatever the photo.
+    linear_estimate: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class Estimator(nn.Module):
-    """Bx3xHxW (any size >= 16 px) -> Bx4 estimated conditions in 0..1."""
+    """Bx3xHxW (any size >= 16 px) -> Bx4 estimated conditions in 0..1.
 
-    def __init__(self, channels: int) -> None:
+    ``linear``: the head's output clamped to 0..1 instead of a sigmoid; training then puts its loss on the
+    unclamped output (:meth:`for_loss`), whose gradient never vanishes (see ``GeneralConfig.linear_estimate``)."""
+
+    def __init__(self, channels: int, linear: bool = False) -> None:
         super().__init__()
         c = channels
+        self.linear = linear
         self.features = nn.Sequential(
             nn.Conv2d(3, c, 3, padding=1), nn.ReLU(),  # full resolution: blur lives in the finest detail
             nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
@@ -75,9 +83,13 @@ class Estimator(nn.Module):
         t = (b - xs[i - 1]) / (xs[i] - xs[i - 1])
         return torch.cat([(ys[i - 1] + t * (ys[i] - ys[i - 1]))[:, None], guess[:, 1:]], dim=1)
 
+    def for_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """What training's loss compares with the truth: the unclamped guess (linear), or the sigmoid's."""
+        z = self.head(self.features(x).mean(dim=(2, 3)))
+        return z if self.linear else torch.sigmoid(z)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.features(x).mean(dim=(2, 3))
-        return torch.sigmoid(self.head(pooled))
+        return self.for_loss(x).clamp(0, 1)
 
 
 Reader = Callable[[int, int, int, int], torch.Tensor]  # (y0, y1, x0, x1) -> 1x3xhxw region of a photo
@@ -121,7 +133,7 @@ class General(nn.Module):
         super().__init__()
         self.config = config
         self.net = Student(StudentConfig(config.channels, config.blocks, config.unshuffle, conditions=N_CONDITIONS))
-        self.estimator = Estimator(config.estimator_channels)
+        self.estimator = Estimator(config.estimator_channels, config.linear_estimate)
 
     @property
     def context(self) -> int:
