@@ -142,3 +142,24 @@ def test_general_training_needs_a_general_data_set(tmp_path):
     assert run("prepare", "--images", src, "--name", "plain", "--val-count", "1").exit_code == 0
     r = run("train-teacher", "--arch", "general", "--dataset", "plain", "--steps", "2", "--patch", "32")
     assert r.exit_code == 1 and "--degradations general" in r.output
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_a_linear_estimate_keeps_learning_where_the_sigmoid_is_saturated(linear):
+    """The bundled estimator's noise and JPEG logits sat near -1000: a sigmoid passes no gradient there,
+    so a noisy photo could never raise the guess. The linear output's loss still moves it."""
+    from sharpkd.models.general import Estimator
+    from sharpkd.train_teacher import quantile_loss
+
+    torch.manual_seed(0)
+    est = Estimator(4, linear=linear)
+    with torch.no_grad():
+        est.head.bias.fill_(-1000.0)
+    x = torch.rand(2, 3, 32, 32)
+    assert (est(x) == 0).all() and est(x).shape == (2, 4)  # both read as "nothing there" in use
+    quantile_loss(est.for_loss(x), torch.full((2, 4), 0.5), 0.3).backward()
+    moved = float(est.head.bias.grad.abs().max())
+    assert (moved > 0.1) if linear else (moved == 0)
+    with torch.no_grad():
+        est.head.bias.fill_(5.0)
+    assert (est(x) == 1).all() if linear else torch.allclose(est(x), torch.ones(2, 4), atol=0.01)
