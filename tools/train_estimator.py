@@ -70,7 +70,7 @@ def main() -> None:
         loss.backward()
         opt.step()
         if step % 100 == 0 or step == a.steps - 1:
-            print(json.dumps({"step": step, "loss": round(float(loss), 5), "sec": round(time.perf_counter() - t0, 1)}), flush=True)
+            print(json.dumps({"step": step, "loss": round(float(loss.detach()), 5), "sec": round(time.perf_counter() - t0, 1)}), flush=True)
     info = {"estimator_retrained": {"from": source.source, "dataset": str(dataset), "steps": a.steps, "batch_size": a.batch_size,
                                     "lr": a.lr, "seed": a.seed, "quantile": ESTIMATOR_QUANTILE}}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
