@@ -204,7 +204,10 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="general: calibrate the blur estimate on the training photos after training.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate) -> None:
+@click.option("--linear-estimate", is_flag=True,
+              help="general: the estimator's output is linear, clamped to 0..1, instead of a sigmoid (whose noise and JPEG "
+                   "guesses saturate at 0 for good; docs/training.md). With --init of a sigmoid model its head starts at zero.")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, linear_estimate) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -212,6 +215,10 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
     overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
+    if linear_estimate:
+        if arch != "general":
+            raise click.UsageError("--linear-estimate is for --arch general")
+        overrides["linear_estimate"] = True
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
@@ -234,7 +241,8 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
               "(stored in the data dir; `sharpkd reset-default` undoes it).")
 @click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks) -> None:
+@click.option("--linear-estimate", is_flag=True, help="With a general teacher: the student's estimator has a linear output (see train-teacher).")
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -253,6 +261,10 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         loaded_teacher = distill.load_teacher(teacher, dev)
     except (TrainError, pretrained.WeightsError) as e:
         fail(str(e))
+    if linear_estimate:
+        if loaded_teacher.arch != "general":
+            raise click.UsageError("--linear-estimate is for a general student (a general model as --teacher)")
+        overrides["linear_estimate"] = True
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     student_arch = "general" if loaded_teacher.arch == "general" else "student"

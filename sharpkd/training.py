@@ -148,9 +148,10 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
     """Start ``model`` from the weights of ``source`` (same architecture and config), e.g. to continue a
     model trained in an earlier session whose checkpoint is gone. A resumed run ignores this.
 
-    One partial case: a general model whose body has another shape (channels, blocks) than ``source``'s
-    but the same estimator starts its estimator from ``source`` and its body fresh. Returns what was
-    taken ("all" or "estimator"), which the caller tells the user."""
+    General models may differ: the body is taken when its shape (channels, blocks) is the same, the
+    estimator when it has the same width, and of an estimator with the other kind of output
+    (``linear_estimate``) only the convolutions (the head starts at zero). Returns what was taken
+    ("all", or e.g. "body + estimator features"), which the run records."""
     if type(model) is type(source) and model.config == source.config:
         model.load_state_dict(source.state_dict())
         return "all"
@@ -159,8 +160,19 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
         and isinstance(source, General)
         and model.config.estimator_channels == source.config.estimator_channels
     ):
-        model.estimator.load_state_dict(source.estimator.state_dict())
-        return "estimator"
+        taken = []
+        if model.net.config == source.net.config:
+            model.net.load_state_dict(source.net.state_dict())
+            taken.append("body")
+        if model.config.linear_estimate == source.config.linear_estimate:
+            model.estimator.load_state_dict(source.estimator.state_dict())
+            taken.append("estimator")
+        else:
+            model.estimator.features.load_state_dict(source.estimator.features.state_dict())
+            nn.init.zeros_(model.estimator.head.weight)
+            nn.init.zeros_(model.estimator.head.bias)
+            taken.append("estimator features")
+        return " + ".join(taken)
     raise TrainError(f"{name}: --init weights are a {type(source).__name__} {source.config}, not a {type(model).__name__} {model.config}")
 
 

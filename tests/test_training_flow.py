@@ -180,6 +180,12 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     r = run("enhance", src / "0.png", "-o", out, "--weights", run_dir, "-v")
     assert r.exit_code == 0 and (out / "0.png").exists() and "estimated blur" in r.output
     # a smaller general model distilled from that one: output distillation only, estimator taken over
+    r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1",
+            "--linear-estimate", "--init", run_dir, "--run", paths.runs_dir() / "linear")
+    assert r.exit_code == 0, r.output
+    spec = json.loads((paths.runs_dir() / "linear" / "config.json").read_text())["spec"]
+    assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "body + estimator features"
+    assert pretrained.load_file(paths.runs_dir() / "linear").model.estimator.linear
     r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1")
     assert r.exit_code == 1 and "--lambda-feat 0" in r.output
     small = paths.runs_dir() / "small"
@@ -193,6 +199,11 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert base["arch"] == "general" and "out_l1" not in base["loss"] and base["model_config"] == spec["model_config"]
     assert base["extra"]["init_taken"] == "estimator"  # the same starting weights as the distilled one
     assert pretrained.load_file(small).model.config.channels == 4 and (small / "report.md").exists()
+    r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1",
+            "--lambda-feat", "0", "--lambda-out", "1", "--run", paths.runs_dir() / "small-linear", "--linear-estimate")
+    assert r.exit_code == 0, r.output
+    spec = json.loads((paths.runs_dir() / "small-linear" / "config.json").read_text())["spec"]
+    assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "estimator features"
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):
@@ -237,6 +248,12 @@ def test_init_starts_a_new_run_from_earlier_weights(dataset):
         torch.testing.assert_close(v, body[k])
     with pytest.raises(TrainError, match="--init"):
         warm_start(distill.models.build("general", {"estimator_channels": 8}), general, "general")
+    # the same body with a linear estimate: body and estimator convolutions taken, the head starts at zero
+    linear = distill.models.build("general", {"channels": 8, "blocks": 1, "estimator_channels": 4, "linear_estimate": True})
+    assert warm_start(linear, general, "general") == "body + estimator features"
+    torch.testing.assert_close(linear.net.head.weight, general.net.head.weight)
+    torch.testing.assert_close(linear.estimator.features[0].weight, general.estimator.features[0].weight)
+    assert not linear.estimator.head.weight.any() and linear.estimator.linear
     r = run("train-teacher", "--dataset", "tiny", "--run", paths.runs_dir() / "second", "--arch", "student", *TINY,
             "--channels", "8", "--blocks", "1", "--init", first)
     assert r.exit_code == 0, r.output
