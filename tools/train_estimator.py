@@ -29,7 +29,7 @@ import torch
 from sharpkd import models, pretrained
 from sharpkd.pairs import CropSampler, find_dataset, load_split, read_manifest, train_degradations
 from sharpkd.train_teacher import ESTIMATOR_QUANTILE, quantile_loss
-from sharpkd.training import save_atomic
+from sharpkd.training import save_atomic, warm_start
 
 
 def main() -> None:
@@ -53,10 +53,10 @@ def main() -> None:
     torch.manual_seed(a.seed)
     config = dataclasses.replace(source.model.config, linear_estimate=True)
     model = models.build("general", config.to_dict())
-    model.net.load_state_dict(source.model.net.state_dict())
-    model.estimator.features.load_state_dict(source.model.estimator.features.state_dict())
-    torch.nn.init.zeros_(model.estimator.head.weight)
+    taken = warm_start(model, source.model, source.source)  # the body and the estimator's convolutions
+    torch.nn.init.zeros_(model.estimator.head.weight)  # a fresh head (also when WEIGHTS' is linear already)
     torch.nn.init.zeros_(model.estimator.head.bias)
+    print(f"from {source.source}: {taken}, the estimator's head afresh")
     estimator = model.estimator.train()
     opt = torch.optim.Adam(estimator.parameters(), lr=a.lr)
     sampler = CropSampler(load_split(dataset, "train"), a.patch, 4, a.seed, degradations)
