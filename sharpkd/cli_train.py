@@ -207,7 +207,9 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--linear-estimate", is_flag=True,
               help="general: the estimator's output is linear, clamped to 0..1, instead of a sigmoid (whose noise and JPEG "
                    "guesses saturate at 0 for good; docs/training.md). With --init of a sigmoid model its head starts at zero.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, linear_estimate) -> None:
+@click.option("--negative-slope", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
+              help="student/general: leaky ReLUs with this slope (0: plain ReLUs, as the bundled models; docs/training.md).")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, linear_estimate, negative_slope) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -219,6 +221,10 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
         if arch != "general":
             raise click.UsageError("--linear-estimate is for --arch general")
         overrides["linear_estimate"] = True
+    if negative_slope:
+        if arch == "teacher":
+            raise click.UsageError("--negative-slope is for --arch student or general")
+        overrides["negative_slope"] = negative_slope
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
@@ -242,7 +248,9 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
 @click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
 @click.option("--linear-estimate", is_flag=True, help="With a general teacher: the student's estimator has a linear output (see train-teacher).")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate) -> None:
+@click.option("--negative-slope", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
+              help="The student's leaky-ReLU slope (0: plain ReLUs, as the bundled models).")
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate, negative_slope) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -265,6 +273,8 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         if loaded_teacher.arch != "general":
             raise click.UsageError("--linear-estimate is for a general student (a general model as --teacher)")
         overrides["linear_estimate"] = True
+    if negative_slope:
+        overrides["negative_slope"] = negative_slope
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     student_arch = "general" if loaded_teacher.arch == "general" else "student"

@@ -40,6 +40,7 @@ def test_inference_path_equals_the_training_path():
     cases = [
         (Student(StudentConfig(channels=24, blocks=3)), ()),
         (Student(StudentConfig(channels=16, blocks=2, conditions=4)), (torch.rand(2, 4),)),
+        (Student(StudentConfig(channels=16, blocks=2, negative_slope=0.1)), ()),
         (Teacher(TeacherConfig(channels=16, blocks=2)), ()),
     ]
     x = torch.rand(2, 3, 24, 32)
@@ -52,3 +53,21 @@ def test_inference_path_equals_the_training_path():
         assert slow.requires_grad and not fast.requires_grad
         assert torch.allclose(fast, slow.detach(), atol=1e-6)
         assert not torch.allclose(fast, x, atol=1e-3)  # the weights do change the image
+
+
+def test_leaky_students_pass_what_plain_relus_drop():
+    """negative_slope > 0: the same weights give another output (negative activations pass, scaled),
+    and a head whose pre-activations are all negative still passes a gradient."""
+    torch.manual_seed(0)
+    plain, leaky = Student(StudentConfig(8, 1)), Student(StudentConfig(8, 1, negative_slope=0.1))
+    for p in plain.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    leaky.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x), leaky(x))
+        for m in (plain, leaky):
+            m.head.bias.fill_(-100.0)  # every head unit below zero: "dead" for plain ReLUs
+    for m in (plain, leaky):
+        m(x).sum().backward()
+    assert plain.head.weight.grad.abs().max() == 0 and leaky.head.weight.grad.abs().max() > 0

@@ -186,6 +186,14 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     spec = json.loads((paths.runs_dir() / "linear" / "config.json").read_text())["spec"]
     assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "body + estimator features"
     assert pretrained.load_file(paths.runs_dir() / "linear").model.estimator.linear
+    # leaky ReLUs: another body, so only the estimator's convolutions are taken
+    r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1",
+            "--linear-estimate", "--negative-slope", "0.1", "--init", run_dir, "--run", paths.runs_dir() / "leaky")
+    assert r.exit_code == 0, r.output
+    spec = json.loads((paths.runs_dir() / "leaky" / "config.json").read_text())["spec"]
+    assert spec["model_config"]["negative_slope"] == 0.1 and spec["extra"]["init_taken"] == "estimator features"
+    assert pretrained.load_file(paths.runs_dir() / "leaky").model.net.config.negative_slope == 0.1
+    assert run("train-teacher", "--dataset", "gen", *TINY, "--negative-slope", "0.1").exit_code == 2  # not for the teacher
     r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1")
     assert r.exit_code == 1 and "--lambda-feat 0" in r.output
     small = paths.runs_dir() / "small"

@@ -10,8 +10,9 @@
 #      with output distillation from the bundled teacher and two alone; one seed each at 32 x 6; the
 #      general model at both shapes (estimator from the bundled general, body fresh).
 #   D: the general model on the degradation range that also has noise and JPEG alone (artifacts_only_share),
-#      with a linear estimate (--linear-estimate): the bundled 40 x 8 continued (its estimator's head fresh),
-#      and two seeds of the 32 x 8 general alone (estimator convolutions from the bundled);
+#      with a linear estimate and leaky ReLUs (the bundled body's ReLUs are dead on sharp-looking crops, so it
+#      cannot learn noise or JPEG: docs/model-card.md): a fresh 40 x 8, and two seeds of the 32 x 8 general
+#      alone (estimator convolutions from the bundled);
 #   E: two seeds of the 32 x 8 general distilled from D's 40 x 8 (output L1), same start and steps as D's
 #      32 x 8 runs: does distillation pay for a general student half the cost of today's?
 # PHASES=A, B, C, D or E runs one phase per call (each under the device tool's 10-minute limit).
@@ -91,10 +92,10 @@ echo "phase C done at $(( $(date +%s) - t0 )) s"
 for r in kd0 kd1 alone0 alone1 kd6 alone6 general8 general6; do echo "$r $(tail -n 1 $RUNS/$r/log.jsonl)"; done
 fi
 
-GENERAL32="--arch general --linear-estimate --dataset mixed-general --init bundled --channels 32 --blocks 8 --batch-size 32 --lr 5e-4 --workers 4 --val-every 2000 --steps $D_STEPS --device $DEVICE"
+GENERAL32="--arch general --linear-estimate --negative-slope 0.1 --dataset mixed-general --init bundled --channels 32 --blocks 8 --batch-size 32 --lr 5e-4 --workers 4 --val-every 2000 --steps $D_STEPS --device $DEVICE"
 if [[ $PHASES == *D* ]]; then
-timeout -s TERM $D_SECONDS python3 -m sharpkd train-teacher --arch general --linear-estimate --dataset mixed-general --init bundled --batch-size 32 \
-  --lr 2e-4 --workers 5 --val-every 2000 --steps $D_STEPS --run $RUNS/general40 --device $DEVICE > $RUNS/general40.log 2>&1 &
+timeout -s TERM $D_SECONDS python3 -m sharpkd train-teacher --arch general --linear-estimate --negative-slope 0.1 --dataset mixed-general --batch-size 32 \
+  --lr 5e-4 --workers 5 --val-every 2000 --steps $D_STEPS --run $RUNS/general40 --device $DEVICE > $RUNS/general40.log 2>&1 &
 for seed in 0 1; do
   timeout -s TERM $D_SECONDS python3 -m sharpkd train-teacher $GENERAL32 --seed $seed --run $RUNS/g32alone$seed > $RUNS/g32alone$seed.log 2>&1 &
 done

@@ -47,6 +47,7 @@ class GeneralConfig:
     # (True). Measured: the sigmoid's logits for noise and JPEG sank to -1000 and below (to -2000 after more
     # training), where no gradient passes, so those guesses stayed exactly 0 whatever the photo.
     linear_estimate: bool = False
+    negative_slope: float = 0.0  # of the network's ReLUs (see StudentConfig.negative_slope)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,7 +133,7 @@ class General(nn.Module):
     def __init__(self, config: GeneralConfig = GeneralConfig()) -> None:
         super().__init__()
         self.config = config
-        self.net = Student(StudentConfig(config.channels, config.blocks, config.unshuffle, conditions=N_CONDITIONS))
+        self.net = Student(StudentConfig(config.channels, config.blocks, config.unshuffle, N_CONDITIONS, config.negative_slope))
         self.estimator = Estimator(config.estimator_channels, config.linear_estimate)
 
     @property

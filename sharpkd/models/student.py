@@ -25,19 +25,31 @@ class StudentConfig:
     blocks: int = 8
     unshuffle: int = 4
     conditions: int = 0  # extra constant input maps (the general model's degradation conditions)
+    # > 0: leaky ReLUs. Measured on the bundled general (plain ReLUs): on photos that look sharp (noise or
+    # JPEG alone) 6 % of its head units are alive against 33 % on canonical crops, and the head's gradient
+    # is 100x smaller (8e-7 against 1e-4): the network cannot learn anything new for such photos.
+    negative_slope: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class Block(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, negative_slope: float = 0.0) -> None:
         super().__init__()
         self.spatial = nn.Conv2d(channels, channels, 3, padding=1)
         self.mix = nn.Conv2d(channels, channels, 1)
+        self.negative_slope = negative_slope
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.mix(F.relu(self.spatial(x)))
+        return x + self.mix(_act(self.spatial(x), self.negative_slope))
+
+
+def _act(x: torch.Tensor, negative_slope: float, inplace: bool = False) -> torch.Tensor:
+    """ReLU (slope 0: the bundled models, bit for bit as before) or leaky ReLU."""
+    if negative_slope == 0.0:
+        return x.relu_() if inplace else F.relu(x)
+    return F.leaky_relu(x, negative_slope, inplace=inplace)
 
 
 class Student(nn.Module):
@@ -48,7 +60,7 @@ class Student(nn.Module):
         self.config = config
         c, s = config.channels, config.unshuffle
         self.head = nn.Conv2d(3 * s * s + config.conditions, c, 3, padding=1)
-        self.body = nn.ModuleList(Block(c) for _ in range(config.blocks))
+        self.body = nn.ModuleList(Block(c, config.negative_slope) for _ in range(config.blocks))
         self.tail = nn.Conv2d(c, 3 * s * s, 3, padding=1)
         # Start as the identity (the global skip alone): training then only has to add detail.
         nn.init.zeros_(self.tail.weight)
@@ -80,7 +92,7 @@ class Student(nn.Module):
     def forward_features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Output and the body features after each block (for distillation); ``cond`` as in :meth:`_fold`."""
         s = self.config.unshuffle
-        h = F.relu(self.head(self._fold(x, cond)))
+        h = _act(self.head(self._fold(x, cond)), self.config.negative_slope)
         feats = []
         for block in self.body:
             h = block(h)
@@ -101,7 +113,8 @@ class Student(nn.Module):
         20 interleaved rounds, twice) the network runs 13 to 17 % faster.
         """
         s = self.config.unshuffle
-        h = self.head(self._fold(x, cond)).relu_()
+        slope = self.config.negative_slope
+        h = _act(self.head(self._fold(x, cond)), slope, inplace=True)
         for block in self.body:
-            h.add_(block.mix(block.spatial(h).relu_()))
+            h.add_(block.mix(_act(block.spatial(h), slope, inplace=True)))
         return F.pixel_shuffle(self.tail(h), s).add_(x)
