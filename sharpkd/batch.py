@@ -9,6 +9,7 @@ unless asked, and every write is atomic.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -290,7 +291,8 @@ def enhance_file(
     """Read (unless ``pic`` is the file's picture, already decoded), restore, write one file. Raises
     ImageFileError (and torch's RuntimeError). ``sharp_check``: asked of the decoded picture (see
     :func:`run_batch`)."""
-    from sharpkd.inference import enhance_picture  # torch: imported when a photo is restored, not for planning
+    # torch is imported when a photo is restored, not to plan a batch
+    from sharpkd.inference import enhance_picture
 
     pic = pic or imagefile.read(job.source, options.max_pixels)
     looks_sharp = sharp_check(pic) if sharp_check is not None else False
@@ -343,7 +345,7 @@ def run_batch(
     own_reader = reader is None
     reader = reader or imagefile.ReadAhead(options.max_pixels)
     todo = [j for j in plan.jobs if options.overwrite or not j.target.exists()]
-    after = {a.source: b for a, b in zip(todo, todo[1:])}
+    after = {a.source: b for a, b in itertools.pairwise(todo)}
     warned = False
     t0 = time.perf_counter()
     try:
@@ -379,4 +381,3 @@ def run_batch(
             reader.close()
     summary.seconds = time.perf_counter() - t0
     return summary
-

@@ -271,7 +271,7 @@ class ReadAhead:
             with Image.open(path) as im:
                 if im.width * im.height > self.ahead_pixels:
                     return
-        except Exception:  # unreadable: :meth:`read` decodes it when its turn comes and says why
+        except (OSError, ValueError, SyntaxError, EOFError):  # unreadable: :meth:`read` says why when its turn comes
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sharpkd-read")

@@ -27,7 +27,13 @@ from pathlib import Path
 import torch
 
 from sharpkd import models, pretrained
-from sharpkd.pairs import CropSampler, find_dataset, load_split, read_manifest, train_degradations
+from sharpkd.pairs import (
+    CropSampler,
+    find_dataset,
+    load_split,
+    read_manifest,
+    train_degradations,
+)
 from sharpkd.train_teacher import ESTIMATOR_QUANTILE, quantile_loss
 from sharpkd.training import save_atomic, warm_start
 
