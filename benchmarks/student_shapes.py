@@ -5,7 +5,8 @@
 Each shape is built with random weights (speed does not depend on them) and run through the same
 inference core as ``sharpkd enhance`` (:func:`sharpkd.inference.enhance_pixels`, 128 px tiles, the
 given context margin in px), rounds interleaved, median seconds per photo. MACs per output pixel are
-counted from the shape (the network works on a 4x folded grid). Compare the rows of one run only.
+counted over the convolutions actually run (:func:`sharpkd.report.macs_per_pixel`). Compare the rows
+of one run only.
 """
 
 from __future__ import annotations
@@ -19,12 +20,7 @@ import torch
 
 from sharpkd import inference, pretrained
 from sharpkd.models.student import Student, StudentConfig
-
-
-def macs_per_pixel(channels: int, blocks: int, unshuffle: int = 4) -> float:
-    folded = 3 * unshuffle * unshuffle
-    per_block = channels * channels * 9 + channels * channels  # 3x3 conv, then 1x1 conv
-    return (blocks * per_block + 2 * folded * channels * 9) / (unshuffle * unshuffle)
+from sharpkd.report import macs_per_pixel
 
 
 def main() -> None:
@@ -47,10 +43,10 @@ def main() -> None:
         for p in net.parameters():
             torch.nn.init.normal_(p, std=0.02)
         net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-        models[text] = (c, b, pretrained.Loaded(net, text, "student", text, int(margin), 4, False))
+        models[text] = (c, b, macs_per_pixel(net), pretrained.Loaded(net, text, "student", text, int(margin), 4, False))
     times: dict[str, list[float]] = {k: [] for k in models}
     for _ in range(a.rounds):
-        for text, (_, _, loaded) in models.items():
+        for text, (_, _, _, loaded) in models.items():
             t = time.perf_counter()
             inference.enhance_pixels(loaded, photo, tile=a.tile)
             times[text].append(time.perf_counter() - t)
@@ -58,9 +54,9 @@ def main() -> None:
     print(f"{w}x{h} photo, {a.tile} px tiles, {torch.get_num_threads()} threads, median of {a.rounds} interleaved rounds\n")
     print("| shape | margin px | MACs/px | seconds | MP/s | speed vs first |")
     print("|---|---:|---:|---:|---:|---:|")
-    for text, (c, b, loaded) in models.items():
+    for text, (c, b, macs, loaded) in models.items():
         s = statistics.median(times[text])
-        print(f"| {c} x {b} | {loaded.context} | {macs_per_pixel(c, b):,.0f} | {s:.3f} | {h * w / 1e6 / s:.2f} | {base / s:.2f}x |")
+        print(f"| {c} x {b} | {loaded.context} | {macs:,.0f} | {s:.3f} | {h * w / 1e6 / s:.2f} | {base / s:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +53,15 @@ def sweep(restorers: dict, photos: list[np.ndarray]) -> dict:
 
 
 def told(loaded: pretrained.Loaded, lq: np.ndarray, d: Degradation) -> np.ndarray:
-    """A general model's output when told the true conditions of ``d`` (whole photo, one pass)."""
+    """A general model's output when told the true conditions of ``d`` (whole photo, one pass, through
+    the same inference core as ``enhance``)."""
     import torch
 
     from sharpkd.degrade import conditions
-    from sharpkd.inference import Source
+    from sharpkd.models.general import Told
 
-    src = Source(lq, 1, loaded.align)
-    cond = torch.tensor([conditions(d)], dtype=torch.float32)
-    with torch.inference_mode():
-        out = loaded.model(src.region(0, src.padded[0], 0, src.padded[1]).contiguous(memory_format=torch.channels_last), cond)
-    return out[0].clamp(0, 1).mul(255).round().permute(1, 2, 0).numpy().astype(np.uint8)[: lq.shape[0], : lq.shape[1]]
+    network = Told(loaded.model.net, torch.tensor([conditions(d)], dtype=torch.float32))
+    return enhance(replace(loaded, model=network, conditioned=False), lq, tile=0)
 
 
 def print_table(table: dict, title: str) -> None:

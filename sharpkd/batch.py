@@ -249,6 +249,11 @@ def plan_batch(inputs: list[Path], output: Path, options: Options) -> Plan:
     return plan
 
 
+def to_do(plan: Plan, overwrite: bool) -> list[Job]:
+    """The jobs that will be computed: those whose output does not exist yet, or all with ``overwrite``."""
+    return [j for j in plan.jobs if overwrite or not j.target.exists()]
+
+
 def check_output(plan: Plan) -> str | None:
     """Why the outputs of ``plan`` cannot be written (checked once, before any photo is computed)."""
     for folder in sorted({j.target.parent for j in plan.jobs}):
@@ -344,8 +349,7 @@ def run_batch(
     summary.failed.extend((str(p), r) for p, r in plan.refused)
     own_reader = reader is None
     reader = reader or imagefile.ReadAhead(options.max_pixels)
-    todo = [j for j in plan.jobs if options.overwrite or not j.target.exists()]
-    after = {a.source: b for a, b in itertools.pairwise(todo)}
+    after = {a.source: b for a, b in itertools.pairwise(to_do(plan, options.overwrite))}
     warned = False
     t0 = time.perf_counter()
     try:

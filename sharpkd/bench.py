@@ -139,16 +139,9 @@ def network_peak(model: str, seconds: float = 3.0) -> tuple[float, float]:
     photo = test_photo(0.786)[:768, :1024]
     network = loaded.model
     if loaded.conditioned:  # the general model's network with its conditions; the estimator runs on 8 crops only
+        from sharpkd.models.general import N_CONDITIONS, Told
 
-        class Told(torch.nn.Module):
-            def __init__(self, net: torch.nn.Module) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.net(x, torch.zeros(len(x), self.net.config.conditions))
-
-        network = Told(loaded.model.net)
+        network = Told(loaded.model.net, torch.zeros(1, N_CONDITIONS))
     macs = macs_per_pixel(network) * photo.shape[0] * photo.shape[1]
     enhance_pixels(loaded, photo, 0)
     n, t0 = 0, time.perf_counter()

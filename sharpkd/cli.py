@@ -162,7 +162,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         raise SystemExit(1)
     if plan.left_in_subfolders:
         console.warn(f"{plan.left_in_subfolders} image(s) in sub-folders left out: add -r (--recursive) to include them")
-    todo = [j for j in plan.jobs if overwrite or not j.target.exists()]
+    todo = batch.to_do(plan, overwrite)
     if todo:
         problem = batch.check_output(batch.Plan(jobs=todo))
         if problem:
@@ -184,6 +184,11 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         task = bar.add_task("enhancing", total=sum(sizes.values()) or 1)
         state = {"base": 0.0}
 
+        def uncount(job) -> None:
+            """Take a photo that computed nothing (unchanged, failed) out of the total: rates and ETA
+            count computed pixels only."""
+            bar.update(task, completed=state["base"], total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+
         def on_event(kind: str, job, info: dict) -> None:
             name = escape(job.source.name)
             if kind == "start":
@@ -194,8 +199,8 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
             elif kind == "skip" and verbose:
                 bar.console.print(f"skipped (exists): {escape(str(job.target))}")
             elif kind == "done":
-                if not info["computed"]:  # rates and ETA count computed pixels only
-                    bar.update(task, completed=state["base"], total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+                if not info["computed"]:
+                    uncount(job)
                 what = "done" if info["computed"] else "left unchanged"
                 if verbose or plain:
                     bar.console.print(f"{what} {name} -> {escape(str(job.target))} (model: {escape(info['model'])})")
@@ -204,7 +209,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
                         bar.console.print(f"  {escape(note)}")
             elif kind == "fail":
                 bar.console.print(f"[red]failed[/] {escape(str(job.source))}: {escape(info['reason'])}")
-                bar.update(task, completed=state["base"], total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+                uncount(job)
             elif kind == "warn":
                 console.warn(info["message"])
 

@@ -89,8 +89,6 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage
 def training_progress(total_label: str):
     """A rich progress bar for a training loop and the on_step callback that drives it (rank 0 only
     under torchrun: the other ranks train silently)."""
-    from sharpkd.distributed import from_env
-
     bar = console.progress("it", quiet=not from_env().main)
     task = bar.add_task(total_label, total=1)
 
@@ -167,6 +165,31 @@ def train_options(f):
     return f
 
 
+def shape_options(f):
+    """Options of the trained model's shape, shared by the two training commands."""
+    for opt in reversed([
+        click.option("--channels", type=click.IntRange(min=1), help="Override the trained model's width."),
+        click.option("--blocks", type=click.IntRange(min=1), help="Override the trained model's depth."),
+        click.option("--linear-estimate", is_flag=True,
+                     help="A general model: the estimator's output is linear, clamped to 0..1, instead of a sigmoid (whose noise "
+                          "and JPEG guesses saturate at 0 for good; docs/training.md). With --init of a sigmoid model its head starts at zero."),
+        click.option("--negative-slope", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
+                     help="A student or general model: leaky ReLUs with this slope (0: plain ReLUs, as the bundled models; docs/training.md)."),
+    ]):
+        f = opt(f)
+    return f
+
+
+def model_overrides(arch: str, channels: int | None, blocks: int | None, linear_estimate: bool, negative_slope: float) -> dict:
+    """The shape options as overrides of ``arch``'s config; a usage error where ``arch`` has no such setting."""
+    if linear_estimate and arch != "general":
+        raise click.UsageError("--linear-estimate is for a general model (--arch general, or distill from a general teacher)")
+    if negative_slope and arch == "teacher":
+        raise click.UsageError("--negative-slope is for a student or general model, not the teacher")
+    given = (("channels", channels), ("blocks", blocks), ("linear_estimate", linear_estimate or None), ("negative_slope", negative_slope or None))
+    return {k: v for k, v in given if v is not None}
+
+
 def train_config(steps, batch_size, patch, lr, seed, val_every, workers=0, log_every=25):
     from sharpkd.training import TrainConfig
 
@@ -200,15 +223,9 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--arch", type=click.Choice(["teacher", "student", "general"]), default="teacher", show_default=True,
               help="student: train the student alone with plain L1 (the no-distillation baseline). general: the general "
                    "student (needs a data set prepared with --degradations general).")
-@click.option("--channels", type=click.IntRange(min=1), help="Override the architecture's width.")
-@click.option("--blocks", type=click.IntRange(min=1), help="Override the architecture's depth.")
+@shape_options
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="general: calibrate the blur estimate on the training photos after training.")
-@click.option("--linear-estimate", is_flag=True,
-              help="general: the estimator's output is linear, clamped to 0..1, instead of a sigmoid (whose noise and JPEG "
-                   "guesses saturate at 0 for good; docs/training.md). With --init of a sigmoid model its head starts at zero.")
-@click.option("--negative-slope", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
-              help="student/general: leaky ReLUs with this slope (0: plain ReLUs, as the bundled models; docs/training.md).")
 def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, linear_estimate, negative_slope) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
@@ -216,15 +233,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
-    overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
-    if linear_estimate:
-        if arch != "general":
-            raise click.UsageError("--linear-estimate is for --arch general")
-        overrides["linear_estimate"] = True
-    if negative_slope:
-        if arch == "teacher":
-            raise click.UsageError("--negative-slope is for --arch student or general")
-        overrides["negative_slope"] = negative_slope
+    overrides = model_overrides(arch, channels, blocks, linear_estimate, negative_slope)
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
@@ -245,11 +254,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @click.option("--baseline", is_flag=True, help="Also train the same student without the teacher and write a report card (report.md, report.json).")
 @click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance, demo and the Python API "
               "(stored in the data dir; `sharpkd reset-default` undoes it).")
-@click.option("--channels", type=click.IntRange(min=1), help="Override the student's width.")
-@click.option("--blocks", type=click.IntRange(min=1), help="Override the student's depth.")
-@click.option("--linear-estimate", is_flag=True, help="With a general teacher: the student's estimator has a linear output (see train-teacher).")
-@click.option("--negative-slope", type=click.FloatRange(min=0, max=1), default=0.0, show_default=True,
-              help="The student's leaky-ReLU slope (0: plain ReLUs, as the bundled models).")
+@shape_options
 def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate, negative_slope) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
@@ -262,22 +267,16 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
 
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"student-kd-{dataset_dir.name}"
-    overrides = {k: v for k, v in (("channels", channels), ("blocks", blocks)) if v is not None}
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     try:
         loaded_teacher = distill.load_teacher(teacher, dev)
     except (TrainError, pretrained.WeightsError) as e:
         fail(str(e))
-    if linear_estimate:
-        if loaded_teacher.arch != "general":
-            raise click.UsageError("--linear-estimate is for a general student (a general model as --teacher)")
-        overrides["linear_estimate"] = True
-    if negative_slope:
-        overrides["negative_slope"] = negative_slope
+    student_arch = "general" if loaded_teacher.arch == "general" else "student"
+    overrides = model_overrides(student_arch, channels, blocks, linear_estimate, negative_slope)
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
-    student_arch = "general" if loaded_teacher.arch == "general" else "student"
     init = init_weights(init_from, student_arch)
     say_resuming(run_dir)
     val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init))

@@ -187,15 +187,18 @@ def _train_general(
     student's estimator starts from ``init``'s, else from the teacher's; its body starts fresh (or from
     ``init`` when that has the same shape). The result is calibrated like ``train-teacher --arch general``."""
     from sharpkd import distributed
-    from sharpkd.train_teacher import ESTIMATOR_QUANTILE, calibrate_run, general_loss
+    from sharpkd.train_teacher import (
+        ESTIMATOR_QUANTILE,
+        calibrate_run,
+        general_degradations,
+        general_loss,
+    )
 
     if kd.lambda_feat > 0 or kd.lambda_out <= 0:
         raise TrainError(
             f"{source}: a general model teaches through its output only: use --lambda-feat 0 and --lambda-out > 0 (e.g. 1)"
         )
-    degradations = train_degradations(manifest)
-    if degradations is None:
-        raise TrainError(f"{dataset_dir}: a general student needs a data set prepared with --degradations general")
+    degradations = general_degradations(dataset_dir, manifest)
     student = models.build("general", student_config)
     taken = warm_start(student, init.model, init.source) if init else warm_start(student, t_model, source)
     student = student.to(device)

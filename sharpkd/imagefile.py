@@ -148,6 +148,13 @@ def _read_png16(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
+def _check_size(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    """Refuse an image larger than ``max_pixels`` (None: no limit), from its header, before decoding."""
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageFileError(path, f"{width}x{height} is {width * height / 1e6:.0f} megapixels, above the limit of "
+                                   f"{max_pixels / 1e6:g} (raise it with --max-pixels; tiles keep memory bounded)")
+
+
 def _is_tiff(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) in (b"II*\x00", b"MM\x00*")
@@ -160,9 +167,7 @@ def _read_tiff_with_tifffile(path: Path, max_pixels: int | None) -> tuple[np.nda
         with tifffile.TiffFile(path) as tif:
             page = tif.pages[0]
             h, w = page.shape[page.axes.index("Y")], page.shape[page.axes.index("X")]
-            if max_pixels is not None and h * w > max_pixels:
-                raise ImageFileError(path, f"{w}x{h} is {h * w / 1e6:.0f} megapixels, above the limit of {max_pixels / 1e6:g} "
-                                           "(raise it with --max-pixels; tiles keep memory bounded)")
+            _check_size(path, w, h, max_pixels)
             if len(tif.pages) > 1:
                 raise ImageFileError(path, f"file with {len(tif.pages)} frames or pages: only single images are supported")
             dtype = page.dtype
@@ -200,9 +205,7 @@ def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     path = Path(path)
     try:
         with Image.open(path) as im:
-            if max_pixels is not None and im.width * im.height > max_pixels:
-                raise ImageFileError(path, f"{im.width}x{im.height} is {im.width * im.height / 1e6:.0f} megapixels, above the limit of "
-                                           f"{max_pixels / 1e6:g} (raise it with --max-pixels; tiles keep memory bounded)")
+            _check_size(path, im.width, im.height, max_pixels)
             frames = getattr(im, "n_frames", 1)
             if frames > 1:
                 raise ImageFileError(path, f"{'animated image' if im.format in ('GIF', 'PNG', 'WEBP') else 'file'} with {frames} "
@@ -243,7 +246,6 @@ def read(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Picture:
     color = orient(color, orientation)
     alpha = orient(alpha, orientation) if alpha is not None else None
     return Picture(color=color, alpha=alpha, format=fmt if fmt in FORMATS else "png", exif=exif_bytes, icc=icc, reoriented=orientation != 1)
-
 
 
 class ReadAhead:
@@ -294,6 +296,7 @@ class ReadAhead:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         self._path = self._future = None
+
 
 def to_dtype(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Convert between uint8 and uint16 keeping the full-scale value."""

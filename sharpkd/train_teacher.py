@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from sharpkd import models
+from sharpkd.degrade import DegradationRange
 from sharpkd.pairs import load_split, read_manifest, train_degradations
 from sharpkd.pretrained import Loaded
 from sharpkd.training import RunSpec, TrainConfig, TrainError, fit, warm_start
@@ -75,6 +76,17 @@ def general_loss(
     return loss
 
 
+def general_degradations(dataset_dir: Path, manifest: dict) -> DegradationRange:
+    """The degradation range a general model trains on; TrainError for a data set prepared without one."""
+    degradations = train_degradations(manifest)
+    if degradations is None:
+        raise TrainError(
+            f"{dataset_dir}: the general model needs a data set prepared with --degradations general "
+            "(e.g. `sharpkd prepare --images DIR --name NAME-general --degradations general`)"
+        )
+    return degradations
+
+
 def train(
     dataset_dir: Path,
     run_dir: Path,
@@ -95,12 +107,7 @@ def train(
 
     ranks, device = distributed.setup(device)  # under torchrun: join the group, this rank's GPU
     manifest = read_manifest(dataset_dir)
-    degradations = train_degradations(manifest)
-    if arch == "general" and degradations is None:
-        raise TrainError(
-            f"{dataset_dir}: the general model needs a data set prepared with --degradations general "
-            "(e.g. `sharpkd prepare --images DIR --name NAME-general --degradations general`)"
-        )
+    degradations = general_degradations(dataset_dir, manifest) if arch == "general" else train_degradations(manifest)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights (in every process)
     model = models.build(arch, model_config)
     taken = warm_start(model, init.model, init.source) if init is not None else None

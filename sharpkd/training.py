@@ -169,8 +169,7 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
             taken.append("estimator")
         else:
             model.estimator.features.load_state_dict(source.estimator.features.state_dict())
-            nn.init.zeros_(model.estimator.head.weight)
-            nn.init.zeros_(model.estimator.head.bias)
+            model.estimator.fresh_head()
             taken.append("estimator features")
         return " + ".join(taken)
     raise TrainError(f"{name}: --init weights are a {type(source).__name__} {source.config}, not a {type(model).__name__} {model.config}")
@@ -364,7 +363,8 @@ def fit(
                 checkpoint()
     except KeyboardInterrupt:
         checkpoint()
-        distributed.barrier() if stop is not None else None
+        if stop is not None:
+            distributed.barrier()
         raise
     finally:
         if log_file:

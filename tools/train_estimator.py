@@ -60,8 +60,7 @@ def main() -> None:
     config = dataclasses.replace(source.model.config, linear_estimate=True)
     model = models.build("general", config.to_dict())
     taken = warm_start(model, source.model, source.source)  # the body and the estimator's convolutions
-    torch.nn.init.zeros_(model.estimator.head.weight)  # a fresh head (also when WEIGHTS' is linear already)
-    torch.nn.init.zeros_(model.estimator.head.bias)
+    model.estimator.fresh_head()  # (also when WEIGHTS' head is linear already)
     print(f"from {source.source}: {taken}, the estimator's head afresh")
     estimator = model.estimator.train()
     opt = torch.optim.Adam(estimator.parameters(), lr=a.lr)

@@ -84,6 +84,11 @@ class Estimator(nn.Module):
         t = (b - xs[i - 1]) / (xs[i] - xs[i - 1])
         return torch.cat([(ys[i - 1] + t * (ys[i] - ys[i - 1]))[:, None], guess[:, 1:]], dim=1)
 
+    def fresh_head(self) -> None:
+        """Zero the head (every guess 0): to train it anew on convolutions taken from another estimator."""
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
     def for_loss(self, x: torch.Tensor) -> torch.Tensor:
         """What training's loss compares with the truth: the unclamped guess (linear), or the sigmoid's."""
         z = self.head(self.features(x).mean(dim=(2, 3)))
@@ -124,6 +129,18 @@ def select_crops(read: Reader, h: int, w: int, size: int = CROP, count: int = MA
 def textured_crops(x: torch.Tensor, size: int = CROP, count: int = MAX_CROPS) -> torch.Tensor:
     """:func:`select_crops` of a 1x3xHxW tensor."""
     return select_crops(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1], size, count)
+
+
+class Told(nn.Module):
+    """A general model's network with fixed conditions ``cond`` (1x4), the estimator bypassed: what the
+    network does when told the degradation (the sweep's ``--told``; the network's speed in benchmarks)."""
+
+    def __init__(self, net: Student, cond: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.cond = net, cond
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x, self.cond.to(x.device).expand(len(x), -1))
 
 
 class General(nn.Module):
