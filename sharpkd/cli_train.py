@@ -255,7 +255,9 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @click.option("--install", "install_it", is_flag=True, help="Make the trained student your default for enhance, demo and the Python API "
               "(stored in the data dir; `sharpkd reset-default` undoes it).")
 @shape_options
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate, negative_slope) -> None:
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="general student: calibrate its blur estimate on the training photos after training.")
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate, negative_slope, calibrate) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -279,7 +281,7 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     init = init_weights(init_from, student_arch)
     say_resuming(run_dir)
-    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init))
+    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init, calibrate))
     print_validation(val, run_dir)
     if baseline:
         base_dir = run_dir / "baseline"

@@ -132,10 +132,12 @@ def train(
     device: str = "cpu",
     on_step: Callable[[int, int, dict], None] | None = None,
     init: pretrained.Loaded | None = None,
+    calibrate: bool = True,
 ) -> dict:
     """Distil ``teacher`` into a student on ``dataset_dir`` (or resume); returns the final validation.
 
-    The student starts fresh, or from ``init`` (see :func:`training.warm_start`).
+    The student starts fresh, or from ``init`` (see :func:`training.warm_start`). ``calibrate``: a general
+    student's blur estimate is calibrated after training (skip it to do it later).
     """
     from sharpkd import distributed
 
@@ -147,7 +149,7 @@ def train(
         t_model = copy.deepcopy(t_model).to(device)
     t_model.eval()
     if teacher.arch == "general":
-        return _train_general(dataset_dir, run_dir, cfg, teacher.source, t_model, kd, student_config, device, on_step, init, manifest)
+        return _train_general(dataset_dir, run_dir, cfg, teacher.source, t_model, kd, student_config, device, on_step, init, manifest, calibrate)
     student = models.build("student", student_config)
     if init is not None:
         warm_start(student, init.model, init.source)
@@ -180,7 +182,7 @@ def train(
 
 def _train_general(
     dataset_dir: Path, run_dir: Path, cfg: TrainConfig, source: str, t_model: nn.Module, kd: DistillConfig,
-    student_config: dict | None, device: str, on_step, init: pretrained.Loaded | None, manifest: dict,
+    student_config: dict | None, device: str, on_step, init: pretrained.Loaded | None, manifest: dict, calibrate: bool,
 ) -> dict:
     """A smaller general model from a larger one: the general model's own loss (L1 to HR, the estimator's
     quantile loss) plus ``lambda_out`` x L1 to the teacher's output under the same conditions. The
@@ -216,7 +218,7 @@ def _train_general(
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     loss = general_loss(student, teacher=t_model, lambda_out=kd.lambda_out)
     val = fit(run_dir, spec, student, loss, train_pairs, val_pairs, cfg, device=device, on_step=on_step, degradations=degradations)
-    if distributed.from_env().main:
+    if calibrate and distributed.from_env().main:
         val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
     return val
 

@@ -19,7 +19,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -148,7 +148,8 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
     """Start ``model`` from the weights of ``source`` (same architecture and config), e.g. to continue a
     model trained in an earlier session whose checkpoint is gone. A resumed run ignores this.
 
-    General models may differ: the body is taken when its shape (channels, blocks) is the same, the
+    General models may differ: the body is taken when its shape (channels, blocks) is the same, also
+    when its ReLUs leak differently (``negative_slope``: a leak lets units the source left dead learn), the
     estimator when it has the same width, and of an estimator with the other kind of output
     (``linear_estimate``) only the convolutions (the head starts at zero). Returns what was taken
     ("all", or e.g. "body + estimator features"), which the run records."""
@@ -161,9 +162,10 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
         and model.config.estimator_channels == source.config.estimator_channels
     ):
         taken = []
-        if model.net.config == source.net.config:
+        if replace(model.net.config, negative_slope=source.net.config.negative_slope) == source.net.config:
             model.net.load_state_dict(source.net.state_dict())
-            taken.append("body")
+            leaky = model.net.config.negative_slope != source.net.config.negative_slope
+            taken.append(f"body (ReLU slope {source.net.config.negative_slope:g} -> {model.net.config.negative_slope:g})" if leaky else "body")
         if model.config.linear_estimate == source.config.linear_estimate:
             model.estimator.load_state_dict(source.estimator.state_dict())
             taken.append("estimator")

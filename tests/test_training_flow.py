@@ -186,12 +186,13 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     spec = json.loads((paths.runs_dir() / "linear" / "config.json").read_text())["spec"]
     assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "body + estimator features"
     assert pretrained.load_file(paths.runs_dir() / "linear").model.estimator.linear
-    # leaky ReLUs: another body, so only the estimator's convolutions are taken
+    # leaky ReLUs on the same body shape: its weights are taken, the ReLUs leak from then on
     r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1",
             "--linear-estimate", "--negative-slope", "0.1", "--init", run_dir, "--run", paths.runs_dir() / "leaky")
     assert r.exit_code == 0, r.output
     spec = json.loads((paths.runs_dir() / "leaky" / "config.json").read_text())["spec"]
-    assert spec["model_config"]["negative_slope"] == 0.1 and spec["extra"]["init_taken"] == "estimator features"
+    assert spec["model_config"]["negative_slope"] == 0.1
+    assert spec["extra"]["init_taken"] == "body (ReLU slope 0 -> 0.1) + estimator features"
     assert pretrained.load_file(paths.runs_dir() / "leaky").model.net.config.negative_slope == 0.1
     assert run("train-teacher", "--dataset", "gen", *TINY, "--negative-slope", "0.1").exit_code == 2  # not for the teacher
     r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1")
@@ -208,10 +209,13 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert base["extra"]["init_taken"] == "estimator"  # the same starting weights as the distilled one
     assert pretrained.load_file(small).model.config.channels == 4 and (small / "report.md").exists()
     r = run("distill", "--dataset", "gen", "--teacher", run_dir, *TINY, "--channels", "4", "--blocks", "1",
-            "--lambda-feat", "0", "--lambda-out", "1", "--run", paths.runs_dir() / "small-linear", "--linear-estimate")
+            "--lambda-feat", "0", "--lambda-out", "1", "--run", paths.runs_dir() / "small-linear", "--linear-estimate",
+            "--no-calibrate")
     assert r.exit_code == 0, r.output
     spec = json.loads((paths.runs_dir() / "small-linear" / "config.json").read_text())["spec"]
     assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "estimator features"
+    assert "blur_knots" not in (paths.runs_dir() / "small-linear" / "log.jsonl").read_text()  # left for later
+    assert "blur_knots" in (small / "log.jsonl").read_text()  # calibrated by default
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):
