@@ -1,12 +1,13 @@
 """Speed and memory of ``sharpkd enhance``: whole process and each stage, quiet and beside a busy CPU.
 
     python benchmarks/speed.py [--models general x4] [--sizes 1 12 24] [--formats png jpg] [--tiles 128 0]
-                               [--busy] [--folder 10] [--stages] [--peak]
+                               [--busy] [--folder 10 [--jobs 1 2] [--rounds 3]] [--stages] [--peak]
 
 Prints markdown tables (docs/performance.md keeps the latest, with the machine it ran on). Whole
 process: a fresh ``python -m sharpkd enhance`` per photo (start-up included), output MP/s and peak RSS;
 ``--busy`` adds the same runs beside one competing CPU-bound process; ``--folder N`` times a folder of N
-12 MP JPEGs in one process. ``--stages``: seconds per stage of one photo. ``--peak``: GMAC/s of the
+12 MP JPEGs, with each ``--jobs`` value (``enhance --jobs``; peak RSS is then the sum over the processes),
+``--rounds`` times interleaved, and prints the median of each. ``--stages``: seconds per stage of one photo. ``--peak``: GMAC/s of the
 network against one 3x3 convolution (the fraction of what this CPU gives the model's main operation).
 See :mod:`sharpkd.bench` for how each is measured.
 """
@@ -30,7 +31,9 @@ def main() -> None:
     ap.add_argument("--formats", nargs="*", default=["png", "jpg"])
     ap.add_argument("--tiles", type=int, nargs="*", default=[128, 0])
     ap.add_argument("--busy", action="store_true", help="also beside one competing CPU-bound process")
-    ap.add_argument("--folder", type=int, default=0, help="also a folder of N 12 MP JPEGs in one process")
+    ap.add_argument("--folder", type=int, default=0, help="also a folder of N 12 MP JPEGs")
+    ap.add_argument("--jobs", type=int, nargs="*", default=[1], help="enhance --jobs values for the folder")
+    ap.add_argument("--rounds", type=int, default=1, help="folder runs of each --jobs value, interleaved")
     ap.add_argument("--stages", action="store_true")
     ap.add_argument("--peak", action="store_true")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sharpkd-bench")
@@ -59,9 +62,15 @@ def main() -> None:
             files.append(folder / f"{i:02d}.jpg")
         for model in a.models:
             for busy in loads:
-                r = bench.run_enhance([folder], a.work / "out-folder", ["--model", model], busy)
-                print(f"| {model} | folder of {a.folder} x 12 MP JPEG | 128 | {'busy' if busy else 'quiet'} | {r.seconds:.1f} | "
-                      f"{r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
+                runs: dict[int, list] = {j: [] for j in a.jobs}
+                for _ in range(a.rounds):
+                    for jobs in a.jobs:
+                        runs[jobs].append(bench.run_enhance([folder], a.work / "out-folder", ["--model", model, "--jobs", str(jobs)], busy))
+                for jobs, rs in runs.items():
+                    r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
+                    each = " / ".join(f"{x.seconds:.1f}" for x in rs)
+                    print(f"| {model} | folder of {a.folder} x 12 MP JPEG, --jobs {jobs} | 128 | {'busy' if busy else 'quiet'} | "
+                          f"{r.seconds:.1f}{f' ({each})' if len(rs) > 1 else ''} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
     if a.stages:
         print("\n| model | photo | stage | seconds |\n|---|---|---|---:|")
         for model in a.models:

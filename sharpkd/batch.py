@@ -329,6 +329,22 @@ def failure_reason(e: Exception) -> str:
     return text.splitlines()[0]
 
 
+def sharp_checker(loaded: Loaded) -> Callable[[imagefile.Picture], bool] | None:
+    """For the specialist x4: a function telling whether a photo looks sharp to the general model (so
+    that one warning can say x4 over-sharpens it); None for the models that judge photos themselves."""
+    if loaded.conditioned or loaded.arch != "student":
+        return None
+    from sharpkd import pretrained
+    from sharpkd.inference import photo_run
+
+    general = pretrained.load("general", device=str(loaded.device))
+
+    def looks_sharp(pic: imagefile.Picture) -> bool:
+        return not photo_run(general, pic.color).changes
+
+    return looks_sharp
+
+
 def run_batch(
     loaded: Loaded,
     plan: Plan,

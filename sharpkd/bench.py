@@ -2,7 +2,8 @@
 ``benchmarks/speed.py``).
 
 Whole process: ``python -m sharpkd enhance FILE -o OUT`` in a fresh process, timed from start to exit,
-with its peak resident memory (``/usr/bin/time``-style, from ``wait4``); optionally beside one competing
+with its peak resident memory (``/usr/bin/time``-style, from ``wait4``; with ``--jobs``, the peak of the sum
+over the process and its workers, sampled every 50 ms from /proc); optionally beside one competing
 CPU-bound process (a busy loop, as a browser or a build would be). Output MP/s = output megapixels /
 wall seconds. Stages, in this process: import torch (a fresh interpreter), decode, the general model's
 estimate, the network over the tiles (with the pixel conversions), encode.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,19 @@ class Run:
         return self.megapixels / self.seconds
 
 
+def _group_rss_mb(group: int) -> float:
+    """Resident memory of every process in process group ``group`` together (Linux /proc; 0 elsewhere)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[21])  # rss, pages
+    return total * os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 0.0
+
+
 def busy_loop() -> subprocess.Popen:
     """One competing CPU-bound process (a single-threaded busy loop) until it is killed."""
     return subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -82,19 +97,29 @@ def run_enhance(inputs: list[Path], out: Path, args: list[str], busy: bool = Fal
             with Image.open(f) as im:
                 megapixels += im.width * im.height / 1e6
     competitor = busy_loop() if busy else None
+    group_peak = [0.0]
     try:
         t0 = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-m", "sharpkd", "enhance", *map(str, inputs), "-o", str(out), *args, "--overwrite", "-q"],
-                                env={**os.environ, **(env or {})})
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+        if "--jobs" in args and Path("/proc/self/stat").exists():  # several processes: sample their sum
+
+            def sample() -> None:
+                while proc.returncode is None:
+                    group_peak[0] = max(group_peak[0], _group_rss_mb(proc.pid))
+                    time.sleep(0.05)
+
+            threading.Thread(target=sample, daemon=True).start()
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         if competitor is not None:
             competitor.kill()
             competitor.wait()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"sharpkd enhance failed (exit {os.waitstatus_to_exitcode(status)})")
-    return Run(seconds, usage.ru_maxrss / 1024, megapixels)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sharpkd enhance failed (exit {proc.returncode})")
+    return Run(seconds, max(usage.ru_maxrss / 1024, group_peak[0]), megapixels)
 
 
 def stages(path: Path, model: str, tile: int) -> dict[str, float]:

@@ -76,21 +76,6 @@ def parse_color(text: str) -> tuple[int, int, int]:
     raise click.BadParameter(f"{text!r}: give white, black, gray or #rrggbb")
 
 
-def sharp_checker(loaded: pretrained.Loaded):
-    """For the specialist x4: a function telling whether a photo looks sharp to the general model (so
-    that one warning can say x4 over-sharpens it); None for the models that judge photos themselves."""
-    if loaded.conditioned or loaded.arch != "student":
-        return None
-    general = pretrained.load("general", device=str(loaded.device))
-
-    def looks_sharp(pic) -> bool:
-        from sharpkd.inference import photo_run
-
-        return not photo_run(general, pic.color).changes
-
-    return looks_sharp
-
-
 @main.command("enhance")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -112,13 +97,16 @@ def sharp_checker(loaded: pretrained.Loaded):
               "from a Slurm job array or a Kubernetes indexed Job. Parts are disjoint and cover every file (by a hash of "
               "its path under its input folder); all workers can share one output folder.")
 @click.option("--shards", type=click.IntRange(min=1), help="With --shard auto: the number of workers, where the scheduler does not say it (Kubernetes: the Job's completions).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Restore N photos at a time, each in its own process with 1/N of the CPU threads. On 2 cores a folder of "
+                   "large photos runs about 1.2x faster with 2 (docs/performance.md); memory: N models and N photos at once.")
 @click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary (errors and warnings still go to stderr).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.option("-v", "--verbose", is_flag=True, help="List every file (done, unchanged, skipped, ignored) and which model ran on each (with the general model's estimate).")
-def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, tile, upscale, strength, max_pixels, shard, shards, model, weights, device, quiet, as_json, verbose) -> None:
+def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, tile, upscale, strength, max_pixels, shard, shards, jobs, model, weights, device, quiet, as_json, verbose) -> None:
     """Sharpen INPUTS (files and/or folders) into OUTPUT.
 
     Exit codes: 0 every image done (or skipped as already done, or left unchanged); 1 some image failed,
@@ -128,7 +116,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
     # cores, 12 MP: 5-12 % slower on a quiet machine, but beside one busy process 11 s instead of 16, and
     # beside two 15 s instead of 43 (docs/performance.md). OMP_WAIT_POLICY in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from sharpkd import batch
+    from sharpkd import batch, parallel
 
     if tile and tile < MIN_TILE:
         console.warn(f"--tile {tile} is below the minimum of {MIN_TILE} px (tiny tiles spend their time on context): using {MIN_TILE}")
@@ -167,39 +155,54 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         problem = batch.check_output(batch.Plan(jobs=todo))
         if problem:
             fail(problem)
-    reader = ReadAhead(options.max_pixels)
-    if todo:
-        reader.start(todo[0].source)  # the first photo decodes while torch and the model load
-    loaded = load_model(model, weights, device)
-    if verbose:
-        purpose = ""
-        if loaded.source.startswith("bundled "):
-            purpose = f": {pretrained.bundled_spec(loaded.name).purpose}"
-        console.err.print(f"model: {escape(loaded.name)} ({loaded.arch}, {escape(loaded.source)}){escape(purpose)}")
+    if model and weights:
+        raise click.UsageError("give --model or --weights, not both")
+    workers = min(jobs, len(todo))
     live = not (quiet or as_json) and console.err.is_terminal
     plain = not (quiet or as_json) and not live  # logs, nohup, CI: one plain line per file
+
+    def say_model(name: str, arch: str, source: str) -> None:
+        if verbose:
+            purpose = f": {pretrained.bundled_spec(name).purpose}" if source.startswith("bundled ") else ""
+            console.err.print(f"model: {escape(name)} ({arch}, {escape(source)}){escape(purpose)}")
+
+    if workers < 2:
+        reader = ReadAhead(options.max_pixels)
+        if todo:
+            reader.start(todo[0].source)  # the first photo decodes while torch and the model load
+        loaded = load_model(model, weights, device)
+        say_model(loaded.name, loaded.arch, loaded.source)
 
     with console.progress("MP", quiet=not live) as bar:
         sizes = {j.source: _header_megapixels(j.source, upscale) for j in todo}
         task = bar.add_task("enhancing", total=sum(sizes.values()) or 1)
-        state = {"base": 0.0}
+        fraction: dict[Path, float] = {}  # of each photo begun and still counted
+
+        def show_progress() -> None:
+            bar.update(task, completed=sum(sizes[s] * f for s, f in fraction.items()))
 
         def uncount(job) -> None:
             """Take a photo that computed nothing (unchanged, failed) out of the total: rates and ETA
             count computed pixels only."""
-            bar.update(task, completed=state["base"], total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+            fraction.pop(job.source, None)
+            bar.update(task, total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
+            show_progress()
 
         def on_event(kind: str, job, info: dict) -> None:
             name = escape(job.source.name)
             if kind == "start":
                 bar.update(task, description=name)
-                state["base"] = bar.tasks[0].completed
+                fraction[job.source] = 0.0
             elif kind == "tile":
-                bar.update(task, completed=state["base"] + sizes[job.source] * info["done"] / info["total"])
+                fraction[job.source] = info["done"] / info["total"]
+                show_progress()
             elif kind == "skip" and verbose:
                 bar.console.print(f"skipped (exists): {escape(str(job.target))}")
             elif kind == "done":
-                if not info["computed"]:
+                if info["computed"]:
+                    fraction[job.source] = 1.0
+                    show_progress()
+                else:
                     uncount(job)
                 what = "done" if info["computed"] else "left unchanged"
                 if verbose or plain:
@@ -214,12 +217,20 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
                 console.warn(info["message"])
 
         try:
-            summary = batch.run_batch(loaded, plan, options, on_event, sharp_checker(loaded), reader)
+            if workers < 2:
+                summary = batch.run_batch(loaded, plan, options, on_event, batch.sharp_checker(loaded), reader)
+            else:
+                choice = parallel.ModelChoice(model, weights, device)
+                summary = parallel.run(choice, plan, options, workers, sizes, on_event,
+                                       lambda m: say_model(m["name"], m["arch"], m["source"]))
             summary.shard = str(part) if part else ""
         except KeyboardInterrupt:
             fail("interrupted: finished outputs are kept; run the same command again to continue", code=130)
+        except parallel.WorkerError as e:
+            fail(str(e))
         finally:
-            reader.close()
+            if workers < 2:
+                reader.close()
         bar.update(task, description="done")
 
     if as_json:
@@ -231,7 +242,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         where = f"shard {summary.shard} ({plan.elsewhere} images left to the other shards): " if summary.shard else ""
         console.out.print(
             f"{where}{summary.done} done{unchanged}, {summary.skipped} skipped, {len(summary.failed)} failed; "
-            f"{summary.megapixels:.2f} MP computed in {summary.seconds:.1f} s{rate}, model: {escape(loaded.name)}"
+            f"{summary.megapixels:.2f} MP computed in {summary.seconds:.1f} s{rate}, model: {escape(summary.model)}"
         )
         if summary.skipped and not (summary.done or summary.unchanged or summary.failed):
             console.out.print(f"all {summary.skipped} outputs exist already: --overwrite redoes them")
