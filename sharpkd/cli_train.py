@@ -226,7 +226,10 @@ def dataset_or_fail(name: str | None) -> Path:
 @shape_options
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="general: calibrate the blur estimate on the training photos after training.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, linear_estimate, negative_slope) -> None:
+@click.option("--balance-loss", is_flag=True,
+              help="general: weight each crop's L1 by 1 / (its input's error + 0.01), so that noisy and JPEG crops, whose "
+                   "inputs are only a little off, count as much as blurred ones (docs/training.md).")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -234,12 +237,14 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
     overrides = model_overrides(arch, channels, blocks, linear_estimate, negative_slope)
+    if balance_loss and arch != "general":
+        raise click.UsageError("--balance-loss is for --arch general")
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
     dev = device_or_fail(device)
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     say_resuming(run_dir)
     init = init_weights(init_from, arch)
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate))
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss))
     print_validation(val, run_dir)
     finish()
 

@@ -128,7 +128,8 @@ def run(
                 for i, w in enumerate(workers):
                     if i not in ended and not w.is_alive():  # it died without a summary
                         ended.add(i)
-                        reason = f"the worker process ended unexpectedly (exit code {w.exitcode})"
+                        killed = ", killed: out of memory?" if w.exitcode == -signal.SIGKILL else ""
+                        reason = f"the worker process ended unexpectedly (exit code {w.exitcode}{killed}); run again to redo it"
                         for source in pending[i]:
                             summary.failed.append((str(source), reason))
                             emit("fail", by_source[source], {"reason": reason})

@@ -29,6 +29,9 @@ def l1_loss(model: torch.nn.Module):
 
 
 ESTIMATOR_QUANTILE = 0.3  # the estimator aims below the truth: doing too little costs less than too much
+# --balance-loss: each crop's L1 divided by (its input's L1 error + this floor): a noisy or JPEG crop, whose
+# input is only a little off, then counts as much as a heavily blurred one; clean crops (error 0) get 1/floor.
+BALANCE_FLOOR = 0.01
 
 
 def quantile_loss(guess: torch.Tensor, truth: torch.Tensor, q: float) -> torch.Tensor:
@@ -46,6 +49,7 @@ def general_loss(
     quantile: float = ESTIMATOR_QUANTILE,
     teacher: torch.nn.Module | None = None,
     lambda_out: float = 0.0,
+    balance: bool = False,
 ):
     """L1 to HR of the restoration, plus the estimator's quantile loss to the true conditions.
 
@@ -53,7 +57,9 @@ def general_loss(
     with the estimator's guess, detached (so the network also learns to live with the estimator's
     errors, as it must in blind mode). With a ``teacher`` (a larger general model, frozen) and
     ``lambda_out`` > 0, an L1 to the teacher's output under the same conditions is added: output
-    distillation between general models (``sharpkd distill --teacher`` a general model).
+    distillation between general models (``sharpkd distill --teacher`` a general model). ``balance``:
+    each crop's L1 to HR weighted by 1 / (its input's L1 error + :data:`BALANCE_FLOOR`), the weights
+    normalised to mean 1 over the batch (so the loss keeps its scale).
     """
 
     def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -62,7 +68,11 @@ def general_loss(
         told = torch.rand(len(lq), 1, device=lq.device) < 0.5
         used = torch.where(told, cond, guess.detach().clamp(0, 1))
         out = model(lq, used)
-        l1 = F.l1_loss(out, hr)
+        if balance:
+            weights = 1.0 / ((lq - hr).abs().mean(dim=(1, 2, 3)) + BALANCE_FLOOR)
+            l1 = ((out - hr).abs().mean(dim=(1, 2, 3)) * (weights / weights.mean())).mean()
+        else:
+            l1 = F.l1_loss(out, hr)
         total = l1 + estimator_weight * est
         parts = {"l1": float(l1.detach()), "est_l1": float(est.detach())}
         if teacher is not None and lambda_out > 0:
@@ -97,11 +107,13 @@ def train(
     on_step: Callable[[int, int, dict], None] | None = None,
     init: Loaded | None = None,
     calibrate: bool = True,
+    balance: bool = False,
 ) -> dict:
     """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers.
 
     ``init``: weights to start a new run from (see :func:`training.warm_start`). ``calibrate``: for the
     general model, calibrate its blur estimate after training (``calibrate_run``; skip it to do it later).
+    ``balance``: the general model's L1 weighted per crop (see :func:`general_loss`).
     """
     from sharpkd import distributed
 
@@ -117,12 +129,13 @@ def train(
         model_config=model.config.to_dict(),
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
-        loss={"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE} if arch == "general" else {"l1": 1.0},
+        loss=({"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE} | ({"balance_floor": BALANCE_FLOOR} if balance else {}))
+        if arch == "general" else {"l1": 1.0},
         extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None, "init_taken": taken},
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     val = fit(
-        run_dir, spec, model, general_loss(model) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
+        run_dir, spec, model, general_loss(model, balance=balance) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
     if arch == "general" and calibrate and ranks.main:

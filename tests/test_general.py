@@ -163,3 +163,27 @@ def test_a_linear_estimate_keeps_learning_where_the_sigmoid_is_saturated(linear)
     with torch.no_grad():
         est.head.bias.fill_(5.0)
     assert (est(x) == 1).all() if linear else torch.allclose(est(x), torch.ones(2, 4), atol=0.01)
+
+
+def test_a_balanced_loss_weighs_slightly_degraded_crops_like_heavily_degraded_ones():
+    """Unbalanced, a crop whose input is far off dominates the L1; balanced, the same relative miss
+    (here: the output keeps half of each input's error) costs each crop the same."""
+    from sharpkd.train_teacher import BALANCE_FLOOR, general_loss
+
+    torch.manual_seed(0)
+    model = tiny_general()
+    hr = torch.rand(2, 3, 32, 32) * 0.8 + 0.1
+    error = torch.stack([torch.full((3, 32, 32), 0.2), torch.full((3, 32, 32), 0.02)])  # blurred-like, noise-like
+    lq = hr + error
+    model.net.forward = lambda x, cond: hr + (x - hr) / 2  # keeps half of each crop's error
+
+    def l1(balance):
+        torch.manual_seed(1)
+        value, parts = general_loss(model, estimator_weight=0.0, balance=balance)(lq, hr, torch.zeros(2, 4))
+        return parts["l1"]
+
+    per_crop = torch.tensor([0.1, 0.01])
+    assert l1(False) == pytest.approx(float(per_crop.mean()), rel=1e-5)  # the blurred crop makes 91 % of it
+    w = 1 / (torch.tensor([0.2, 0.02]) + BALANCE_FLOOR)
+    assert l1(True) == pytest.approx(float((per_crop * w / w.mean()).mean()), rel=1e-5)
+    assert float(per_crop[1] * w[1]) / float(per_crop[0] * w[0]) > 0.6  # unbalanced: 0.1

@@ -181,10 +181,12 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert r.exit_code == 0 and (out / "0.png").exists() and "estimated blur" in r.output
     # a smaller general model distilled from that one: output distillation only, estimator taken over
     r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1",
-            "--linear-estimate", "--init", run_dir, "--run", paths.runs_dir() / "linear")
+            "--linear-estimate", "--balance-loss", "--init", run_dir, "--run", paths.runs_dir() / "linear")
     assert r.exit_code == 0, r.output
     spec = json.loads((paths.runs_dir() / "linear" / "config.json").read_text())["spec"]
     assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "body + estimator features"
+    assert spec["loss"]["balance_floor"] == 0.01 and "balance_floor" not in json.loads((run_dir / "config.json").read_text())["spec"]["loss"]
+    assert run("train-teacher", "--arch", "student", "--dataset", "gen", *TINY, "--balance-loss").exit_code == 2
     assert pretrained.load_file(paths.runs_dir() / "linear").model.estimator.linear
     # leaky ReLUs on the same body shape: its weights are taken, the ReLUs leak from then on
     r = run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1",
