@@ -179,7 +179,7 @@ def test_a_balanced_loss_weighs_slightly_degraded_crops_like_heavily_degraded_on
 
     def l1(balance):
         torch.manual_seed(1)
-        value, parts = general_loss(model, estimator_weight=0.0, balance=balance)(lq, hr, torch.zeros(2, 4))
+        _, parts = general_loss(model, estimator_weight=0.0, balance=balance)(lq, hr, torch.zeros(2, 4))
         return parts["l1"]
 
     per_crop = torch.tensor([0.1, 0.01])
