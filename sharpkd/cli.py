@@ -98,8 +98,9 @@ def parse_color(text: str) -> tuple[int, int, int]:
               "its path under its input folder); all workers can share one output folder.")
 @click.option("--shards", type=click.IntRange(min=1), help="With --shard auto: the number of workers, where the scheduler does not say it (Kubernetes: the Job's completions).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Restore N photos at a time, each in its own process with 1/N of the CPU threads. On 2 cores a folder of "
-                   "large photos runs about 1.2x faster with 2 (docs/performance.md); memory: N models and N photos at once.")
+              help="Restore N photos at a time, each in its own process with 1/N of the CPU threads. On 2 idle cores a folder of "
+                   "12 MP photos ran 1.34x faster with 2 (beside another busy program: no faster; docs/performance.md); "
+                   "memory: N models and N photos at once.")
 @click.option("--model", type=MODEL_CHOICES, help=MODEL_HELP)
 @click.option("--weights", type=click.Path(path_type=Path), help="A weights file or run folder made by train-teacher/distill.")
 @click.option("--device", type=DEVICE_CHOICES, default="auto", show_default=True)
