@@ -177,15 +177,16 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
     with console.progress("MP", quiet=not live) as bar:
         sizes = {j.source: _header_megapixels(j.source, upscale) for j in todo}
         task = bar.add_task("enhancing", total=sum(sizes.values()) or 1)
-        fraction: dict[Path, float] = {}  # of each photo begun and still counted
+        active: dict[Path, float] = {}  # the fraction done of each photo being restored (one per job)
+        finished = [0.0]  # megapixels of the photos computed so far
 
         def show_progress() -> None:
-            bar.update(task, completed=sum(sizes[s] * f for s, f in fraction.items()))
+            bar.update(task, completed=finished[0] + sum(sizes[s] * f for s, f in active.items()))
 
         def uncount(job) -> None:
             """Take a photo that computed nothing (unchanged, failed) out of the total: rates and ETA
             count computed pixels only."""
-            fraction.pop(job.source, None)
+            active.pop(job.source, None)
             bar.update(task, total=max(bar.tasks[0].total - sizes[job.source], 1e-9))
             show_progress()
 
@@ -193,15 +194,16 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
             name = escape(job.source.name)
             if kind == "start":
                 bar.update(task, description=name)
-                fraction[job.source] = 0.0
+                active[job.source] = 0.0
             elif kind == "tile":
-                fraction[job.source] = info["done"] / info["total"]
+                active[job.source] = info["done"] / info["total"]
                 show_progress()
             elif kind == "skip" and verbose:
                 bar.console.print(f"skipped (exists): {escape(str(job.target))}")
             elif kind == "done":
                 if info["computed"]:
-                    fraction[job.source] = 1.0
+                    active.pop(job.source, None)
+                    finished[0] += sizes[job.source]
                     show_progress()
                 else:
                     uncount(job)
