@@ -101,8 +101,9 @@ def run(
     summary = Summary()
     summary.failed.extend((str(p), r) for p, r in plan.refused)
     todo = to_do(plan, options.overwrite)
+    computed = set(todo)
     for job in plan.jobs:
-        if job not in todo:
+        if job not in computed:
             summary.skipped += 1
             emit("skip", job, {})
     parts = split(todo, sizes, jobs)
@@ -116,7 +117,7 @@ def run(
     for w in workers:
         w.start()
     by_source = {j.source: j for j in todo}
-    pending = {i: [j.source for j in part] for i, part in enumerate(parts)}  # not yet done or failed
+    pending = {i: dict.fromkeys(j.source for j in part) for i, part in enumerate(parts)}  # not yet done or failed, in order
     ended: set[int] = set()
     warned = False
     t0 = None
@@ -153,7 +154,7 @@ def run(
             else:
                 event, source, info = message[2], message[3], message[4]
                 if event in ("done", "fail"):
-                    pending[i].remove(source)
+                    pending[i].pop(source, None)
                 if event == "warn":  # the same warning from every worker: once
                     if warned:
                         continue
