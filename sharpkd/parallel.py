@@ -82,6 +82,8 @@ def _work(index: int, choice: ModelChoice, jobs: list[Job], options: Options, th
         events.put(("summary", index, summary))
     except KeyboardInterrupt:
         pass
+    except Exception as e:  # noqa: BLE001 - a bug or a broken installation: its photos fail with the reason
+        events.put(("crash", index, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
 
 
 def run(
@@ -121,6 +123,15 @@ def run(
     ended: set[int] = set()
     warned = False
     t0 = None
+
+    def give_up(i: int, reason: str) -> None:
+        """Worker ``i`` ended without a summary: each photo it had not finished fails with ``reason``."""
+        ended.add(i)
+        for source in pending[i]:
+            summary.failed.append((str(source), reason))
+            emit("fail", by_source[source], {"reason": reason})
+        pending[i].clear()
+
     try:
         while len(ended) < len(workers):
             try:
@@ -128,17 +139,15 @@ def run(
             except queue.Empty:
                 for i, w in enumerate(workers):
                     if i not in ended and not w.is_alive():  # it died without a summary
-                        ended.add(i)
                         killed = ", killed: out of memory?" if w.exitcode == -signal.SIGKILL else ""
-                        reason = f"the worker process ended unexpectedly (exit code {w.exitcode}{killed}); run again to redo it"
-                        for source in pending[i]:
-                            summary.failed.append((str(source), reason))
-                            emit("fail", by_source[source], {"reason": reason})
+                        give_up(i, f"the worker process ended unexpectedly (exit code {w.exitcode}{killed}); run again to redo it")
                 continue
             kind, i = message[0], message[1]
             if kind == "error":
                 raise WorkerError(message[2])
-            if kind == "ready":
+            if kind == "crash":
+                give_up(i, f"the worker process stopped ({message[2]}); run again to redo it")
+            elif kind == "ready":
                 if t0 is None:
                     t0 = time.perf_counter()
                     summary.model = message[2]["name"]

@@ -83,3 +83,19 @@ def test_jobs_with_weights_that_do_not_load_fail_clearly(tmp_path):
     r = run("enhance", d, "-o", tmp_path / "out", "--jobs", "2", "--weights", bad)
     assert r.exit_code == 1 and "bad.pt" in r.output
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_worker_that_breaks_fails_its_photos_with_the_reason(tmp_path):
+    """An error no photo is to blame for (here: a device torch does not know) fails the worker's photos
+    with what went wrong, instead of a traceback or a hang."""
+    from sharpkd import batch
+
+    d = soft_folder(tmp_path)
+    plan = batch.plan_batch([d], tmp_path / "out", batch.Options())
+    events = []
+    summary = parallel.run(parallel.ModelChoice(device="no-such-device"), plan, batch.Options(), 2, {},
+                           lambda kind, job, info: events.append((kind, job.source.name, info)))
+    assert summary.done == 0 and len(summary.failed) == 6  # 5 photos + the broken file, each once
+    reasons = {r for p, r in summary.failed if not p.endswith("broken.png")}
+    assert len(reasons) == 1 and "the worker process stopped" in reasons.pop()
+    assert sorted(name for kind, name, _ in events if kind == "fail") == sorted(p.name for p in d.iterdir())
