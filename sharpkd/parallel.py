@@ -60,7 +60,6 @@ def _stop(signum, frame) -> None:
 def _work(index: int, choice: ModelChoice, jobs: list[Job], options: Options, threads: int, events) -> None:
     """A worker process: load the model, restore ``jobs``, send every event and then the summary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
-    signal.signal(signal.SIGTERM, _stop)
     try:
         import torch
 
@@ -77,8 +76,13 @@ def _work(index: int, choice: ModelChoice, jobs: list[Job], options: Options, th
         def send(kind: str, job: Job, info: dict) -> None:
             events.put(("event", index, kind, job.source, info))
 
-        summary = batch.run_batch(loaded, Plan(jobs=jobs), options, send, batch.sharp_checker(loaded))
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # nothing left to clean up
+        # while photos are written, SIGTERM (the parent stopping this worker) unwinds through the atomic
+        # write; before and after, there is nothing to clean up and the default (end quietly) is right
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            summary = batch.run_batch(loaded, Plan(jobs=jobs), options, send, batch.sharp_checker(loaded))
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
         events.put(("summary", index, summary))
     except KeyboardInterrupt:
         pass
