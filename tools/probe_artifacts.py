@@ -7,7 +7,10 @@ PSNR (RGB, 0..1) of the degraded input, of the network told the true conditions,
 conditions, plus the estimator's raw guesses (blur, scale, noise, JPEG). ``--train-steps N`` then
 fine-tunes the (first) model's network on noise-only crops of the training photos (told the truth, L1,
 Adam) and prints the validation crops' PSNR every 50 steps: whether the network can learn noise at all
-from where it is, as opposed to not having been shown it enough.
+from where it is, as opposed to not having been shown it enough. With ``--range NAME`` (a data set
+prepared with ``--degradations general``) the fine-tuning crops come from that data set's whole
+degradation range instead, every crop told its true conditions (training tells only half of each batch
+the truth, the other half the estimator's guess): does the mixture, told the truth, teach noise?
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ import torch
 import torch.nn.functional as F
 
 from sharpkd import degrade, pretrained
-from sharpkd.pairs import find_dataset, load_split, to_tensor
+from sharpkd.pairs import (
+    CropSampler,
+    find_dataset,
+    load_split,
+    read_manifest,
+    to_tensor,
+    train_degradations,
+)
 
 CASES = {
     "noise 5": degrade.Degradation(noise=5.0),
@@ -59,6 +69,7 @@ def main() -> None:
     ap.add_argument("--crops", type=int, default=16)
     ap.add_argument("--train-steps", type=int, default=0)
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--range", dest="range_dataset", help="fine-tune on this general data set's range instead of noise only")
     a = ap.parse_args()
     dataset = find_dataset(a.dataset)
     val_hr = crops(load_split(dataset, "val"), a.crops, 128, np.random.default_rng(5))
@@ -81,18 +92,28 @@ def main() -> None:
         d = CASES["noise 5"]
         val_lq = degraded(val_hr, d, np.random.default_rng(1))
         train, rng = load_split(dataset, "train"), np.random.default_rng(0)
+        sampler = None
+        if a.range_dataset:
+            general = find_dataset(a.range_dataset)
+            sampler = CropSampler(load_split(general, "train"), 64, 4, 0, train_degradations(read_manifest(general)))
         opt = torch.optim.Adam(net.parameters(), lr=a.lr)
         torch.manual_seed(0)
         for step in range(1, a.train_steps + 1):
-            batch = crops(train, 16, 64, rng)
-            loss = F.l1_loss(net(degraded(batch, d, rng), told(d, len(batch))), to_tensor(batch))
+            if sampler is not None:
+                b_lq, b_hr, b_cond = sampler.batch(step, 16)
+                loss = F.l1_loss(net(b_lq, b_cond), b_hr)
+            else:
+                batch = crops(train, 16, 64, rng)
+                loss = F.l1_loss(net(degraded(batch, d, rng), told(d, len(batch))), to_tensor(batch))
             opt.zero_grad()
             loss.backward()
             opt.step()
             if step % 50 == 0:
                 with torch.no_grad():
                     out = net(val_lq, told(d, len(val_lq)))
-                print(f"{Path(name).name}: noise-only step {step}: validation crops {psnr(out, hr):.2f} dB (input {psnr(val_lq, hr):.2f})")
+                what = f"{a.range_dataset}'s range, all told" if sampler is not None else "noise-only"
+                print(f"{Path(name).name}: {what}, step {step}: noise-5 validation crops told {psnr(out, hr):.2f} dB "
+                      f"(input {psnr(val_lq, hr):.2f})")
 
 
 if __name__ == "__main__":
