@@ -45,13 +45,21 @@ def device_or_fail(device: str) -> str:
 @click.option("--degradations", type=click.Choice(["canonical", "general"]), default="canonical", show_default=True,
               help="general: training degrades each crop on the fly with a random blur/resize/noise/JPEG from a range "
                    "(sharp crops included); the stored pairs, used for validation, follow the recipe.")
-def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage, step, sigma, scale, workers, degradations) -> None:
+@click.option("--artifacts-share", type=click.FloatRange(0, 0.7),
+              help="general: the share of crops with noise and/or JPEG alone on a sharp photo [default: 0.15]; e.g. 0.7 for "
+                   "a stage that teaches noise and JPEG (docs/training.md).")
+def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage, step, sigma, scale, workers, degradations, artifacts_share) -> None:
     """Degrade high-resolution images into training pairs (blur, x4 bicubic down, bicubic up)."""
+    from dataclasses import replace
+
     from sharpkd import paths, prepare
     from sharpkd.degrade import GENERAL, Recipe
 
     if sum(map(bool, (div2k, images, sample))) != 1:
         raise click.UsageError("give exactly one of --div2k PATH, --images DIR, --sample")
+    if artifacts_share is not None and degradations != "general":
+        raise click.UsageError("--artifacts-share goes with --degradations general")
+    general = GENERAL if artifacts_share is None else replace(GENERAL, artifacts_only_share=artifacts_share)
     try:
         if div2k:
             sources, default = prepare.div2k_sources(div2k, val_count), "div2k"
@@ -72,7 +80,7 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage
             task = bar.add_task(f"preparing {escape(dataset_dir.name)}", total=len(sources))
             result = prepare.prepare(
                 sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task),
-                GENERAL if degradations == "general" else None, holdout if images else None,
+                general if degradations == "general" else None, holdout if images else None,
             )
     except prepare.PrepareError as e:
         fail(str(e))

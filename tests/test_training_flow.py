@@ -164,6 +164,15 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     # a crop left unchanged is labelled clean (or a blur too slight to move a pixel: sigma < 0.1)...
     assert cond.shape == (64, 4) and (cond[clean][:, 1:] == 0).all() and (cond[clean][:, 0] < 0.05).all()
     assert (cond[diff > 0.002].sum(1) > 0).all() and cond.max() <= 1  # ...and a degraded one as degraded
+    # a stage for noise and JPEG: most crops sharp with noise and/or JPEG alone
+    r = run("prepare", "--images", src, "--name", "gen-art", "--val-count", "1", "--degradations", "general", "--artifacts-share", "0.7")
+    assert r.exit_code == 0, r.output
+    art = train_degradations(read_manifest(paths.datasets_dir() / "gen-art"))
+    assert art.artifacts_only_share == 0.7 and art.sigma == rng_spec.sigma
+    _, _, art_cond = CropSampler(pairs, 64, 4, seed=0, degradations=art).batch(0, 64)
+    alone = (art_cond[:, :2] == 0).all(1) & (art_cond[:, 2:] > 0).any(1)
+    assert int(alone.sum()) > 32 > int(((cond[:, :2] == 0).all(1) & (cond[:, 2:] > 0).any(1)).sum())
+    assert run("prepare", "--images", src, "--name", "x", "--artifacts-share", "0.5").exit_code == 2  # general only
     r = run("train-teacher", "--dataset", "gen", *TINY, "--channels", "8", "--blocks", "1")
     assert r.exit_code == 0, r.output
     config = json.loads((paths.runs_dir() / "teacher-gen" / "config.json").read_text())

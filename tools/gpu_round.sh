@@ -17,9 +17,15 @@
 #      start and steps as D's 32 x 8 runs: does distillation pay for a general student half the cost of
 #      today's? Beside them that 40 x 8 goes on from its weights (general40c). (no run
 #      calibrates its general model on the GPU: calibrate all on CPU afterwards with
-#      tools/calibrate_general.py, as for the bundled general.) Checked end to end on CPU with tiny data
-#      (DEVICE=cpu D_STEPS=3, 52 small photos): configs and init_taken as intended.
-# PHASES=A, B, C, D or E runs one phase per call (each under the device tool's 10-minute limit).
+#      tools/calibrate_general.py, as for the bundled general.)
+#   F: noise and JPEG as a stage of their own (fourth round: the mixture, even told the truth, teaches no
+#      noise, noise-only crops do; docs/model-card.md): the leaky 40 x 8 general from $F_INIT on a data set
+#      prepared with --artifacts-share 0.7, then on the usual mixture, beside the mixture alone for as many
+#      steps (control). Then tools/probe_artifacts.py, calibrate and sweep on CPU. To start from general40c,
+#      carry it (gpudata/w/general40c.pt, ignored) and set F_INIT=gpudata/w/general40c.pt.
+# D, E and F were checked end to end on CPU with tiny data (DEVICE=cpu D_STEPS=3 G40_STEPS=3 F1_STEPS=3
+# F2_STEPS=3, 64 small photos): configs and init_taken as intended.
+# PHASES=A, B, C, D, E or F runs one phase per call (each under the device tool's 10-minute limit).
 #
 # Getting the photos there (the device tool sends at most 64 MiB a call, the repository included):
 # tar the training files into chunks of <= 44 MB under an ignored folder (gpudata/cK/data.tar, listed in
@@ -46,15 +52,22 @@ D_SECONDS=${D_SECONDS:-320}
 E_SECONDS=${E_SECONDS:-320}
 D_STEPS=${D_STEPS:-5000}  # the 32 x 8 generals: four runs side by side; all must finish for the KD comparison's equal steps
 G40_STEPS=${G40_STEPS:-6000}
-PHASES=${PHASES:-AB}  # A, B, AB, C, D or E: the phases to run in this call (B needs A's teacher, E needs D's general)
+F_INIT=${F_INIT:-bundled}
+F1_SECONDS=${F1_SECONDS:-250}
+F2_SECONDS=${F2_SECONDS:-250}
+F1_STEPS=${F1_STEPS:-4000}
+F2_STEPS=${F2_STEPS:-4000}
+PHASES=${PHASES:-AB}  # A, B, AB, C, D, E or F: the phases to run in this call (B needs A's teacher, E needs D's general)
 sk() { python3 -m sharpkd "$@"; }
 mkdir -p "$RUNS" "$OUT"
 t0=$(date +%s)
 if [[ $PHASES == *A* || $PHASES == *C* ]]; then
 sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed --workers 14 2>&1 | tail -2
 fi
-if [[ $PHASES == *A* || $PHASES == *C* || $PHASES == *D* ]]; then
+if [[ $PHASES == *A* || $PHASES == *C* || $PHASES == *D* || $PHASES == *F* ]]; then
 sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed-general --degradations general --workers 14 2>&1 | tail -1
+[[ $PHASES == *F* ]] && sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 \
+  --name mixed-artifacts --degradations general --artifacts-share 0.7 --workers 14 2>&1 | tail -1
 echo "prepared in $(( $(date +%s) - t0 )) s"
 fi
 if [[ $PHASES == *A* ]]; then
@@ -131,6 +144,22 @@ timeout -s TERM $E_SECONDS python3 -m sharpkd train-teacher $GENERAL40 --lr 2e-4
 wait
 echo "phase E done at $(( $(date +%s) - t0 )) s"
 for r in g32kd0 g32kd1 general40c; do echo "$r $(grep '"val"' $RUNS/$r/log.jsonl | tail -n 1)"; done
+fi
+
+if [[ $PHASES == *F* ]]; then
+# a noise/JPEG stage (70 % of crops sharp with noise and/or JPEG alone), then the usual mixture, against
+# the mixture alone for the same steps from the same start ($F_INIT: the bundled general, or general40c
+# of the fourth round carried as a file)
+LEAKY40="--arch general --linear-estimate --negative-slope 0.1 --no-calibrate --batch-size 32 --lr 2e-4 --workers 5 --val-every 2000 --device $DEVICE"
+(timeout -s TERM $F1_SECONDS python3 -m sharpkd train-teacher $LEAKY40 --dataset mixed-artifacts --init "$F_INIT" --steps $F1_STEPS \
+   --run $RUNS/artifacts > $RUNS/artifacts.log 2>&1
+ timeout -s TERM $F2_SECONDS python3 -m sharpkd train-teacher $LEAKY40 --dataset mixed-general --init $RUNS/artifacts --steps $F2_STEPS \
+   --run $RUNS/remix > $RUNS/remix.log 2>&1) &
+timeout -s TERM $(( F1_SECONDS + F2_SECONDS )) python3 -m sharpkd train-teacher $LEAKY40 --dataset mixed-general --init "$F_INIT" \
+  --steps $(( F1_STEPS + F2_STEPS )) --run $RUNS/control > $RUNS/control.log 2>&1 &
+wait
+echo "phase F done at $(( $(date +%s) - t0 )) s"
+for r in artifacts remix control; do echo "$r $(grep '"val"' $RUNS/$r/log.jsonl | tail -n 1)"; done
 fi
 
 python3 - "$RUNS" "$OUT" <<'PY'
