@@ -29,8 +29,9 @@ from sharpkd.pairs import (
     load_split,
     read_manifest,
     to_tensor,
-    train_degradations,
 )
+from sharpkd.train_teacher import general_degradations
+from sharpkd.training import TrainError
 
 CASES = {
     "noise 5": degrade.Degradation(noise=5.0),
@@ -95,7 +96,11 @@ def main() -> None:
         sampler = None
         if a.range_dataset:
             general = find_dataset(a.range_dataset)
-            sampler = CropSampler(load_split(general, "train"), 64, 4, 0, train_degradations(read_manifest(general)))
+            try:
+                degradations = general_degradations(general, read_manifest(general))
+            except TrainError as e:
+                raise SystemExit(str(e)) from None
+            sampler = CropSampler(load_split(general, "train"), 64, 4, 0, degradations)
         opt = torch.optim.Adam(net.parameters(), lr=a.lr)
         torch.manual_seed(0)
         for step in range(1, a.train_steps + 1):

@@ -27,15 +27,13 @@ from pathlib import Path
 import torch
 
 from sharpkd import models, pretrained
-from sharpkd.pairs import (
-    CropSampler,
-    find_dataset,
-    load_split,
-    read_manifest,
-    train_degradations,
+from sharpkd.pairs import CropSampler, find_dataset, load_split, read_manifest
+from sharpkd.train_teacher import (
+    ESTIMATOR_QUANTILE,
+    general_degradations,
+    quantile_loss,
 )
-from sharpkd.train_teacher import ESTIMATOR_QUANTILE, quantile_loss
-from sharpkd.training import save_atomic, warm_start
+from sharpkd.training import TrainError, save_atomic, warm_start
 
 
 def main() -> None:
@@ -53,9 +51,10 @@ def main() -> None:
     if source.arch != "general":
         raise SystemExit(f"{a.weights}: holds a {source.arch}, not a general model")
     dataset = find_dataset(a.dataset)
-    degradations = train_degradations(read_manifest(dataset))
-    if degradations is None:
-        raise SystemExit(f"{dataset}: prepared without --degradations general")
+    try:
+        degradations = general_degradations(dataset, read_manifest(dataset))
+    except TrainError as e:
+        raise SystemExit(str(e)) from None
     torch.manual_seed(a.seed)
     config = dataclasses.replace(source.model.config, linear_estimate=True)
     model = models.build("general", config.to_dict())
