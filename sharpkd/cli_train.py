@@ -270,7 +270,10 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @shape_options
 @click.option("--calibrate/--no-calibrate", default=True, show_default=True,
               help="general student: calibrate its blur estimate on the training photos after training.")
-def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate, negative_slope, calibrate) -> None:
+@click.option("--keep-estimator", is_flag=True,
+              help="general student: keep the estimator it starts with (from --init, else the teacher's) as it is, calibration "
+                   "included; only the network trains, so blind mode guesses what that estimator guesses.")
+def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, teacher, lambda_feat, lambda_out, baseline, install_it, channels, blocks, linear_estimate, negative_slope, calibrate, keep_estimator) -> None:
     """Train the compact student from the teacher: L1 to HR + feature MSE (+ L1 to the teacher's output).
 
     Re-running with the same run folder resumes; with --baseline, the report card compares the degraded
@@ -289,12 +292,14 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
     except (TrainError, pretrained.WeightsError) as e:
         fail(str(e))
     student_arch = "general" if loaded_teacher.arch == "general" else "student"
+    if keep_estimator and student_arch != "general":
+        raise click.UsageError("--keep-estimator is for a general student: give a general model as --teacher")
     overrides = model_overrides(student_arch, channels, blocks, linear_estimate, negative_slope)
     kd = distill.DistillConfig(lambda_feat=lambda_feat, lambda_out=lambda_out)
     console.out.print(f"distilling {escape(loaded_teacher.source)} into a student on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     init = init_weights(init_from, student_arch)
     say_resuming(run_dir)
-    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init, calibrate))
+    val = run_training("distill", lambda on_step: distill.train(dataset_dir, run_dir, cfg, loaded_teacher, kd, overrides, dev, on_step, init, calibrate, keep_estimator))
     print_validation(val, run_dir)
     if baseline:
         base_dir = run_dir / "baseline"

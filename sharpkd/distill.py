@@ -133,11 +133,14 @@ def train(
     on_step: Callable[[int, int, dict], None] | None = None,
     init: pretrained.Loaded | None = None,
     calibrate: bool = True,
+    keep_estimator: bool = False,
 ) -> dict:
     """Distil ``teacher`` into a student on ``dataset_dir`` (or resume); returns the final validation.
 
     The student starts fresh, or from ``init`` (see :func:`training.warm_start`). ``calibrate``: a general
-    student's blur estimate is calibrated after training (skip it to do it later).
+    student's blur estimate is calibrated after training (skip it to do it later). ``keep_estimator``: a
+    general student's estimator (taken from ``init`` or the teacher) is not trained, and its calibration
+    is kept: only the network learns.
     """
     from sharpkd import distributed
 
@@ -149,7 +152,11 @@ def train(
         t_model = copy.deepcopy(t_model).to(device)
     t_model.eval()
     if teacher.arch == "general":
-        return _train_general(dataset_dir, run_dir, cfg, teacher.source, t_model, kd, student_config, device, on_step, init, manifest, calibrate)
+        return _train_general(
+            dataset_dir, run_dir, cfg, teacher.source, t_model, kd, student_config, device, on_step, init, manifest, calibrate, keep_estimator
+        )
+    if keep_estimator:
+        raise TrainError("--keep-estimator is for a general student (distilled from a general model)")
     student = models.build("student", student_config)
     if init is not None:
         warm_start(student, init.model, init.source)
@@ -183,11 +190,14 @@ def train(
 def _train_general(
     dataset_dir: Path, run_dir: Path, cfg: TrainConfig, source: str, t_model: nn.Module, kd: DistillConfig,
     student_config: dict | None, device: str, on_step, init: pretrained.Loaded | None, manifest: dict, calibrate: bool,
+    keep_estimator: bool,
 ) -> dict:
     """A smaller general model from a larger one: the general model's own loss (L1 to HR, the estimator's
     quantile loss) plus ``lambda_out`` x L1 to the teacher's output under the same conditions. The
     student's estimator starts from ``init``'s, else from the teacher's; its body starts fresh (or from
-    ``init`` when that has the same shape). The result is calibrated like ``train-teacher --arch general``."""
+    ``init`` when that has the same shape). The result is calibrated like ``train-teacher --arch general``,
+    unless ``keep_estimator``: then the estimator is frozen as it started (no quantile loss, its blur
+    calibration kept), so blind mode guesses exactly what the estimator it came from guesses."""
     from sharpkd import distributed
     from sharpkd.train_teacher import (
         ESTIMATOR_QUANTILE,
@@ -204,21 +214,23 @@ def _train_general(
     student = models.build("general", student_config)
     taken = warm_start(student, init.model, init.source) if init else warm_start(student, t_model, source)
     student = student.to(device)
+    if keep_estimator:
+        student.estimator.requires_grad_(False)
     spec = RunSpec(
         arch="general",
         model_config=student.config.to_dict(),
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
-        loss={"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE, "out_l1": kd.lambda_out},
+        loss={"l1": 1.0, "estimator_quantile": 0.0 if keep_estimator else ESTIMATOR_QUANTILE, "out_l1": kd.lambda_out},
         extra={
             "teacher": source, "teacher_config": t_model.config.to_dict(), "train_degradations": manifest.get("train_degradations"),
-            "init": init.source if init else None, "init_taken": taken,
+            "init": init.source if init else None, "init_taken": taken, "keep_estimator": keep_estimator,
         },
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
-    loss = general_loss(student, teacher=t_model, lambda_out=kd.lambda_out)
+    loss = general_loss(student, estimator_weight=0.0 if keep_estimator else 1.0, teacher=t_model, lambda_out=kd.lambda_out)
     val = fit(run_dir, spec, student, loss, train_pairs, val_pairs, cfg, device=device, on_step=on_step, degradations=degradations)
-    if calibrate and distributed.from_env().main:
+    if calibrate and not keep_estimator and distributed.from_env().main:
         val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
     return val
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from sharpkd import models
@@ -71,3 +72,33 @@ def test_leaky_students_pass_what_plain_relus_drop():
     for m in (plain, leaky):
         m(x).sum().backward()
     assert plain.head.weight.grad.abs().max() == 0 and leaky.head.weight.grad.abs().max() > 0
+
+
+def test_a_narrowed_student_computes_the_wide_one_with_the_dropped_channels_zeroed():
+    from sharpkd.models.student import narrowed
+
+    torch.manual_seed(0)
+    wide = Student(StudentConfig(channels=8, blocks=3, conditions=4))
+    torch.nn.init.normal_(wide.tail.weight, std=0.1)
+    stream, inner = [0, 2, 3, 5, 6, 7], [[0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 6, 7], [0, 2, 4, 5, 6, 7]]
+    narrow = narrowed(wide, stream, inner)
+    zeroed = Student(wide.config)
+    zeroed.load_state_dict(wide.state_dict())
+    with torch.no_grad():
+        for c in set(range(8)) - set(stream):  # a stream channel never written stays zero
+            zeroed.head.weight[c] = 0
+            zeroed.head.bias[c] = 0
+            for block in zeroed.body:
+                block.mix.weight[c] = 0
+                block.mix.bias[c] = 0
+        for block, keep in zip(zeroed.body, inner):  # an inner channel whose conv is zero is zero after the ReLU
+            for c in set(range(8)) - set(keep):
+                block.spatial.weight[c] = 0
+                block.spatial.bias[c] = 0
+    x, cond = torch.rand(2, 3, 32, 32), torch.rand(2, 4)
+    with torch.no_grad():
+        assert narrow.config.channels == 6 and narrow.config.conditions == 4
+        assert torch.allclose(narrow(x, cond), zeroed(x, cond), atol=1e-6)
+        assert (wide(x, cond) - zeroed(x, cond)).abs().max() > 1e-3  # the dropped channels did matter
+    with pytest.raises(ValueError):
+        narrowed(wide, stream, inner[:2])

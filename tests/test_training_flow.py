@@ -1,6 +1,9 @@
 """The training flow end to end on tiny data: prepare -> train-teacher -> distill --baseline -> enhance."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,6 +230,27 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "estimator features"
     assert "blur_knots" not in (paths.runs_dir() / "small-linear" / "log.jsonl").read_text()  # left for later
     assert "blur_knots" in (small / "log.jsonl").read_text()  # calibrated by default
+    # a narrower general model cut from that one (tools/prune_general.py), then distilled with its estimator kept
+    cut = tmp_path / "cut.pt"
+    tool = Path(__file__).parent.parent / "tools" / "prune_general.py"
+    done = subprocess.run([sys.executable, tool, small, "--channels", "2", "--dataset", "gen", "--crops", "2", "--out", cut],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wide, narrow = pretrained.load_file(small).model, pretrained.load_file(cut).model
+    assert narrow.config.channels == 2 and narrow.config.blocks == 1 and "stream: kept" in done.stdout
+    assert all(torch.equal(a, b) for a, b in zip(narrow.estimator.state_dict().values(), wide.estimator.state_dict().values()))
+    kept = paths.runs_dir() / "kept"
+    r = run("distill", "--dataset", "gen", "--teacher", small, *TINY, "--channels", "2", "--blocks", "1",
+            "--lambda-feat", "0", "--lambda-out", "1", "--init", cut, "--keep-estimator", "--run", kept)
+    assert r.exit_code == 0, r.output
+    spec = json.loads((kept / "config.json").read_text())["spec"]
+    assert spec["extra"]["init_taken"] == "all" and spec["extra"]["keep_estimator"] and spec["loss"]["estimator_quantile"] == 0
+    assert "blur_knots" not in (kept / "log.jsonl").read_text()  # the calibration came with the estimator
+    trained = pretrained.load_file(kept).model
+    assert all(torch.equal(a, b) for a, b in zip(trained.estimator.state_dict().values(), wide.estimator.state_dict().values()))
+    assert not all(torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), narrow.net.state_dict().values()))
+    r = run("distill", "--dataset", "gen", "--teacher", "bundled", *TINY, "--keep-estimator")
+    assert r.exit_code == 2 and "general student" in r.output
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):
@@ -332,10 +356,6 @@ def test_distill_from_the_bundled_teacher(dataset):
 
 def test_train_gpu_tool_fits_steps_to_the_budget_and_stops_at_the_deadline(dataset, tmp_path):
     """tools/train_gpu.py (how the bundled weights were trained), run on the CPU with a tiny job."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
     tool = Path(__file__).parent.parent / "tools" / "train_gpu.py"
     out = tmp_path / "gpu"
     job = "s=train-teacher --arch student --dataset tiny --channels 8 --blocks 1 --batch-size 2 --patch 32 --val-every 1000"

@@ -118,3 +118,29 @@ class Student(nn.Module):
         for block in self.body:
             h.add_(block.mix(_act(block.spatial(h), slope, inplace=True)))
         return F.pixel_shuffle(self.tail(h), s).add_(x)
+
+
+def narrowed(net: Student, stream: list[int], inner: list[list[int]]) -> Student:
+    """A copy of ``net`` with fewer channels: the residual stream keeps the channels ``stream`` (the
+    head's outputs, each block's 1x1 outputs, what the blocks and the tail read), block ``i`` keeps the
+    inner channels ``inner[i]`` (its 3x3 conv's outputs, what its 1x1 conv reads). All lists have the
+    new width. The copy computes exactly what ``net`` computes with the dropped channels zeroed: a start
+    for a narrower (faster) student that fine-tuning then repairs, instead of a fresh one
+    (``tools/prune_general.py``)."""
+    width = len(stream)
+    if len(inner) != len(net.body) or any(len(keep) != width for keep in inner):
+        raise ValueError(f"need {len(net.body)} inner channel lists of {width} each")
+    out = Student(StudentConfig(**{**net.config.to_dict(), "channels": width}))
+    s = torch.tensor(stream)
+    with torch.no_grad():
+        out.head.weight.copy_(net.head.weight[s])
+        out.head.bias.copy_(net.head.bias[s])
+        for new, old, keep in zip(out.body, net.body, inner):
+            k = torch.tensor(keep)
+            new.spatial.weight.copy_(old.spatial.weight[k][:, s])
+            new.spatial.bias.copy_(old.spatial.bias[k])
+            new.mix.weight.copy_(old.mix.weight[s][:, k])
+            new.mix.bias.copy_(old.mix.bias[s])
+        out.tail.weight.copy_(net.tail.weight[:, s])
+        out.tail.bias.copy_(net.tail.bias)
+    return out
