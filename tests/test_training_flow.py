@@ -234,7 +234,7 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     cut = tmp_path / "cut.pt"
     tool = Path(__file__).parent.parent / "tools" / "prune_general.py"
     done = subprocess.run([sys.executable, tool, small, "--channels", "2", "--dataset", "gen", "--crops", "2", "--out", cut],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     wide, narrow = pretrained.load_file(small).model, pretrained.load_file(cut).model
     assert narrow.config.channels == 2 and narrow.config.blocks == 1 and "stream: kept" in done.stdout

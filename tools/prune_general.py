@@ -101,7 +101,8 @@ def main() -> None:
     start = time.time()
     model, stream, inner = prune(loaded.model.eval(), a.channels, lq, cond)
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    torch.save({"arch": "general", "config": model.config.to_dict(), "state_dict": state}, a.out)
+    kept = {"source": loaded.source, "stream": stream, "inner": inner}  # recorded beside the weights
+    torch.save({"arch": "general", "config": model.config.to_dict(), "state_dict": state, "pruned": kept}, a.out)
     print(f"{a.out}: general {model.config.channels} x {model.config.blocks} from {loaded.source} ({time.time() - start:.0f} s)")
 
 
