@@ -1,6 +1,6 @@
 """The smallest tile context (margin) that keeps tiled output within 1 level of the whole-image pass.
 
-    python benchmarks/margin.py --dataset mixed --models x4 general [--photos 20] [--margins 44 36 32 28 24 20]
+    python benchmarks/margin.py --dataset mixed --models x4 general [--weights RUN ...] [--photos 20] [--margins 44 36 32 28 24 20]
 
 A model's receptive field (``context``, 44 px for the 40x8 students) is a safe bound, but the weights far
 from the centre are tiny: a smaller margin changes the output by less than a rounding step, and each
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -30,7 +31,8 @@ DEFAULT = Degradation(1.0, 1.0, scale=2.0)  # the general model: a photo it rest
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mixed")
-    ap.add_argument("--models", nargs="*", default=["x4", "general"])
+    ap.add_argument("--models", nargs="*", default=["x4", "general"], help="bundled models")
+    ap.add_argument("--weights", nargs="*", default=[], help="run folders or weights files (before bundling)")
     ap.add_argument("--photos", type=int, default=20)
     ap.add_argument("--margins", type=int, nargs="*", default=[44, 36, 32, 28, 24, 20])
     a = ap.parse_args()
@@ -38,9 +40,10 @@ def main() -> None:
     photos = [p.hr for p in val[:: max(1, len(val) // a.photos)]][: a.photos]
     print(f"{len(photos)} photos; 128 px tiles against the whole image; 8-bit levels")
     print(f"{'model':10} {'margin':>6} {'max diff':>9} {'values differing':>17}")
-    for name in a.models:
-        loaded = pretrained.load(name)
-        d = DEGRADATION.get(name, DEFAULT)
+    candidates = [(name, pretrained.load(name)) for name in a.models]
+    candidates += [(Path(w).stem, pretrained.load_file(Path(w))) for w in a.weights]
+    for name, loaded in candidates:
+        d = DEGRADATION.get(name, DEGRADATION["x4"] if loaded.arch != "general" else DEFAULT)
         inputs = [apply(hr, d, np.random.default_rng(0)) for hr in photos]
         wholes = [enhance_pixels(loaded, lq, tile=0)[0] for lq in inputs]
         for m in a.margins:
