@@ -237,7 +237,9 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--balance-loss", is_flag=True,
               help="general: weight each crop's L1 by 1 / (its input's error + 0.01), so that noisy and JPEG crops, whose "
                    "inputs are only a little off, count as much as blurred ones (docs/training.md).")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope) -> None:
+@click.option("--keep-estimator", is_flag=True,
+              help="general: keep the estimator of --init as it is, calibration included; only the network trains.")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope, keep_estimator) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -245,6 +247,8 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     dataset_dir = dataset_or_fail(dataset)
     run_dir = run_dir or paths.runs_dir() / f"{arch}-{dataset_dir.name}"
     overrides = model_overrides(arch, channels, blocks, linear_estimate, negative_slope)
+    if keep_estimator and (arch != "general" or init_from is None):
+        raise click.UsageError("--keep-estimator is for --arch general with --init (the estimator to keep)")
     if balance_loss and arch != "general":
         raise click.UsageError("--balance-loss is for --arch general")
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
@@ -252,7 +256,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     say_resuming(run_dir)
     init = init_weights(init_from, arch)
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss))
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss, keep_estimator))
     print_validation(val, run_dir)
     finish()
 
@@ -307,7 +311,8 @@ def distill_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every,
         say_resuming(base_dir)
         # a general student takes its starting estimator from the teacher: so does its baseline
         base_init = init or (loaded_teacher if student_arch == "general" else None)
-        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, student_arch, overrides, dev, on_step, base_init))
+        base_val = run_training("baseline", lambda on_step: train_plain(dataset_dir, base_dir, cfg, student_arch, overrides, dev, on_step, base_init,
+                                                                                 keep_estimator=keep_estimator))
         print_validation(base_val, base_dir)
         if not from_env().main:
             finish()

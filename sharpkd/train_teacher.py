@@ -108,12 +108,15 @@ def train(
     init: Loaded | None = None,
     calibrate: bool = True,
     balance: bool = False,
+    keep_estimator: bool = False,
 ) -> dict:
     """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers.
 
     ``init``: weights to start a new run from (see :func:`training.warm_start`). ``calibrate``: for the
     general model, calibrate its blur estimate after training (``calibrate_run``; skip it to do it later).
-    ``balance``: the general model's L1 weighted per crop (see :func:`general_loss`).
+    ``balance``: the general model's L1 weighted per crop (see :func:`general_loss`). ``keep_estimator``:
+    the general model's estimator (from ``init``) is not trained and keeps its calibration; only the
+    network learns (the baseline of ``distill --keep-estimator``).
     """
     from sharpkd import distributed
 
@@ -124,21 +127,27 @@ def train(
     model = models.build(arch, model_config)
     taken = warm_start(model, init.model, init.source) if init is not None else None
     model = model.to(device)
+    if keep_estimator:
+        if arch != "general":
+            raise TrainError("--keep-estimator is for a general model (--arch general)")
+        model.estimator.requires_grad_(False)
+    quantile = 0.0 if keep_estimator else ESTIMATOR_QUANTILE
     spec = RunSpec(
         arch=arch,
         model_config=model.config.to_dict(),
         dataset=str(dataset_dir),
         align=manifest["recipe"]["scale"],
-        loss=({"l1": 1.0, "estimator_quantile": ESTIMATOR_QUANTILE} | ({"balance_floor": BALANCE_FLOOR} if balance else {}))
+        loss=({"l1": 1.0, "estimator_quantile": quantile} | ({"balance_floor": BALANCE_FLOOR} if balance else {}))
         if arch == "general" else {"l1": 1.0},
-        extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None, "init_taken": taken},
+        extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None, "init_taken": taken}
+        | ({"keep_estimator": True} if keep_estimator else {}),
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     val = fit(
-        run_dir, spec, model, general_loss(model, balance=balance) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
+        run_dir, spec, model, general_loss(model, 0.0 if keep_estimator else 1.0, balance=balance) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
-    if arch == "general" and calibrate and ranks.main:
+    if arch == "general" and calibrate and not keep_estimator and ranks.main:
         val = calibrate_run(run_dir, spec, train_pairs, val_pairs, device, val["step"])
     return val
 

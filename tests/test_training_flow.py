@@ -241,14 +241,16 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(narrow.estimator.state_dict().values(), wide.estimator.state_dict().values()))
     kept = paths.runs_dir() / "kept"
     r = run("distill", "--dataset", "gen", "--teacher", small, *TINY, "--channels", "2", "--blocks", "1",
-            "--lambda-feat", "0", "--lambda-out", "1", "--init", cut, "--keep-estimator", "--run", kept)
+            "--lambda-feat", "0", "--lambda-out", "1", "--init", cut, "--keep-estimator", "--run", kept, "--baseline")
     assert r.exit_code == 0, r.output
-    spec = json.loads((kept / "config.json").read_text())["spec"]
-    assert spec["extra"]["init_taken"] == "all" and spec["extra"]["keep_estimator"] and spec["loss"]["estimator_quantile"] == 0
-    assert "blur_knots" not in (kept / "log.jsonl").read_text()  # the calibration came with the estimator
-    trained = pretrained.load_file(kept).model
-    assert all(torch.equal(a, b) for a, b in zip(trained.estimator.state_dict().values(), wide.estimator.state_dict().values()))
-    assert not all(torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), narrow.net.state_dict().values()))
+    for run_dir in (kept, kept / "baseline"):  # the distilled one and the one trained alone
+        spec = json.loads((run_dir / "config.json").read_text())["spec"]
+        assert spec["extra"]["init_taken"] == "all" and spec["extra"]["keep_estimator"] and spec["loss"]["estimator_quantile"] == 0
+        assert "blur_knots" not in (run_dir / "log.jsonl").read_text()  # the calibration came with the estimator
+        trained = pretrained.load_file(run_dir).model
+        assert all(torch.equal(a, b) for a, b in zip(trained.estimator.state_dict().values(), wide.estimator.state_dict().values()))
+        assert not all(torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), narrow.net.state_dict().values()))
+    assert run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--keep-estimator").exit_code == 2  # no --init
     r = run("distill", "--dataset", "gen", "--teacher", "bundled", *TINY, "--keep-estimator")
     assert r.exit_code == 2 and "general student" in r.output
 
