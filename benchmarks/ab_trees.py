@@ -38,6 +38,8 @@ def main() -> None:
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     trees = {"A": a.a.resolve(), "B": a.b.resolve()}
+    a.work = a.work.resolve()
+    os.chdir(a.work)  # python -m puts the working directory first on sys.path: it must hold no sharpkd
     cases = []
     for size in a.sizes:
         for fmt in a.formats:
