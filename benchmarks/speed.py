@@ -6,8 +6,9 @@
 Prints markdown tables (docs/performance.md keeps the latest, with the machine it ran on). Whole
 process: a fresh ``python -m sharpkd enhance`` per photo (start-up included), output MP/s and peak RSS;
 ``--busy`` adds the same runs beside one competing CPU-bound process; ``--folder N`` times a folder of N
-12 MP JPEGs, with each ``--jobs`` value (``enhance --jobs``; peak RSS is then the sum over the processes),
-``--rounds`` times interleaved, and prints the median of each. ``--stages``: seconds per stage of one photo. ``--peak``: GMAC/s of the
+12 MP JPEGs, with each ``--jobs`` value (``enhance --jobs``; peak RSS is then the sum over the processes).
+``--rounds N`` runs every case N times, the models (and ``--jobs`` values) interleaved, and prints the
+median of each. ``--stages``: seconds per stage of one photo. ``--peak``: GMAC/s of the
 network against one 3x3 convolution (the fraction of what this CPU gives the model's main operation).
 See :mod:`sharpkd.bench` for how each is measured.
 """
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--busy", action="store_true", help="also beside one competing CPU-bound process")
     ap.add_argument("--folder", type=int, default=0, help="also a folder of N 12 MP JPEGs")
     ap.add_argument("--jobs", type=int, nargs="*", default=[1], help="enhance --jobs values for the folder")
-    ap.add_argument("--rounds", type=int, default=1, help="folder runs of each --jobs value, interleaved")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each model (and --jobs value), interleaved; the median is printed")
     ap.add_argument("--stages", action="store_true")
     ap.add_argument("--peak", action="store_true")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "sharpkd-bench")
@@ -43,15 +44,21 @@ def main() -> None:
     loads = [False, True] if a.busy else [False]
     print("| model | photo | tile | CPU | seconds | output MP/s | peak RSS MB |")
     print("|---|---|---|---|---:|---:|---:|")
-    for model in a.models:
-        for size in a.sizes:
-            for fmt in a.formats:
-                photo = bench.write_photo(a.work / f"photo-{size:g}mp.{fmt}", size)
-                for tile in a.tiles:
-                    for busy in loads:
-                        r = bench.run_enhance([photo], a.work / "out", ["--model", model, "--tile", str(tile)], busy)
+    for size in a.sizes:
+        for fmt in a.formats:
+            photo = bench.write_photo(a.work / f"photo-{size:g}mp.{fmt}", size)
+            for tile in a.tiles:
+                for busy in loads:
+                    # the models alternate round by round, so that their ratio holds on a machine that drifts
+                    runs: dict[str, list] = {m: [] for m in a.models}
+                    for _ in range(a.rounds):
+                        for model in a.models:
+                            runs[model].append(bench.run_enhance([photo], a.work / "out", ["--model", model, "--tile", str(tile)], busy))
+                    for model, rs in runs.items():
+                        r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
+                        each = " / ".join(f"{x.seconds:.1f}" for x in rs)
                         print(f"| {model} | {size:g} MP {fmt.upper()} | {tile or 'whole'} | {'busy' if busy else 'quiet'} | "
-                              f"{r.seconds:.1f} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
+                              f"{r.seconds:.1f}{f' ({each})' if len(rs) > 1 else ''} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
     if a.folder:
         folder = a.work / f"folder-{a.folder}"
         folder.mkdir(exist_ok=True)
@@ -60,17 +67,17 @@ def main() -> None:
         for i in range(a.folder):
             (folder / f"{i:02d}.jpg").write_bytes(first.read_bytes()) if not (folder / f"{i:02d}.jpg").exists() else None
             files.append(folder / f"{i:02d}.jpg")
-        for model in a.models:
-            for busy in loads:
-                runs: dict[int, list] = {j: [] for j in a.jobs}
-                for _ in range(a.rounds):
-                    for jobs in a.jobs:
-                        runs[jobs].append(bench.run_enhance([folder], a.work / "out-folder", ["--model", model, "--jobs", str(jobs)], busy))
-                for jobs, rs in runs.items():
-                    r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
-                    each = " / ".join(f"{x.seconds:.1f}" for x in rs)
-                    print(f"| {model} | folder of {a.folder} x 12 MP JPEG, --jobs {jobs} | 128 | {'busy' if busy else 'quiet'} | "
-                          f"{r.seconds:.1f}{f' ({each})' if len(rs) > 1 else ''} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
+        for busy in loads:
+            folder_runs: dict[tuple[str, int], list] = {(m, j): [] for m in a.models for j in a.jobs}
+            for _ in range(a.rounds):
+                for model, jobs in folder_runs:
+                    folder_runs[model, jobs].append(
+                        bench.run_enhance([folder], a.work / "out-folder", ["--model", model, "--jobs", str(jobs)], busy))
+            for (model, jobs), rs in folder_runs.items():
+                r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
+                each = " / ".join(f"{x.seconds:.1f}" for x in rs)
+                print(f"| {model} | folder of {a.folder} x 12 MP JPEG, --jobs {jobs} | 128 | {'busy' if busy else 'quiet'} | "
+                      f"{r.seconds:.1f}{f' ({each})' if len(rs) > 1 else ''} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
     if a.stages:
         print("\n| model | photo | stage | seconds |\n|---|---|---|---:|")
         for model in a.models:
