@@ -70,9 +70,8 @@ def main() -> None:
         for busy in loads:
             folder_runs: dict[tuple[str, int], list] = {(m, j): [] for m in a.models for j in a.jobs}
             for _ in range(a.rounds):
-                for model, jobs in folder_runs:
-                    folder_runs[model, jobs].append(
-                        bench.run_enhance([folder], a.work / "out-folder", ["--model", model, "--jobs", str(jobs)], busy))
+                for (model, jobs), rs in folder_runs.items():
+                    rs.append(bench.run_enhance([folder], a.work / "out-folder", ["--model", model, "--jobs", str(jobs)], busy))
             for (model, jobs), rs in folder_runs.items():
                 r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
                 each = " / ".join(f"{x.seconds:.1f}" for x in rs)
