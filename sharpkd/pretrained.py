@@ -25,7 +25,9 @@ if TYPE_CHECKING:  # torch is imported where a model is loaded, not when the CLI
     from torch import nn
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-BUNDLED = ("general", "x4", "teacher")  # general: the default; x4: the canonical-degradation student
+# general: the default; fast: general cut to 32 channels (1.8x faster network, a little less gain); x4: the
+# canonical-degradation student
+BUNDLED = ("general", "fast", "x4", "teacher")
 ALIASES = {"student": "x4"}  # the x4 student's name before the general model shipped
 
 

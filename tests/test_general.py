@@ -91,8 +91,9 @@ def sharp_photo():
     return np.asarray(big.resize((256, 256), Image.BOX))
 
 
-def test_bundled_general_leaves_a_sharp_photo_alone_and_sharpens_a_soft_one(sharp_photo):
-    loaded = pretrained.load("general")
+@pytest.mark.parametrize("name", ["general", "fast"])
+def test_bundled_general_leaves_a_sharp_photo_alone_and_sharpens_a_soft_one(sharp_photo, name):
+    loaded = pretrained.load(name)
     out = enhance(loaded, sharp_photo, tile=0)
     assert metrics.psnr(out, sharp_photo) >= 40.0
     hr, lq = degrade(sharp_photo)
@@ -102,6 +103,16 @@ def test_bundled_general_leaves_a_sharp_photo_alone_and_sharpens_a_soft_one(shar
     # slight blur: the estimator errs toward doing less (this model leaves it alone), never worse
     slight = apply(sharp_photo, Degradation(sigma_x=0.6, sigma_y=0.6))
     assert metrics.psnr(enhance(loaded, slight, tile=0), sharp_photo) >= metrics.psnr(slight, sharp_photo)
+
+
+def test_fast_has_the_general_estimator_and_a_cheaper_network():
+    """`fast` is `general` cut to fewer channels and distilled with its estimator kept: the same guesses
+    (so the same photos are left alone), a network with fewer MACs per pixel."""
+    general, fast = pretrained.load("general").model, pretrained.load("fast").model
+    ours, theirs = fast.estimator.state_dict(), general.estimator.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert fast.config.channels < general.config.channels and fast.config.blocks == general.config.blocks
+    assert fast.context == general.context and pretrained.bundled_spec("fast").context == pretrained.bundled_spec("general").context
 
 
 def test_enhance_defaults_to_general_and_verbose_says_which_model_ran(tmp_path, sharp_photo):
