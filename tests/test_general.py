@@ -112,7 +112,8 @@ def test_fast_has_the_general_estimator_and_a_cheaper_network():
     ours, theirs = fast.estimator.state_dict(), general.estimator.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert fast.config.channels < general.config.channels and fast.config.blocks == general.config.blocks
-    assert fast.context == general.context and pretrained.bundled_spec("fast").context == pretrained.bundled_spec("general").context
+    # the same receptive field; its measured tile margin (benchmarks/margin.py) is no larger
+    assert fast.context == general.context and pretrained.bundled_spec("fast").context <= pretrained.bundled_spec("general").context
 
 
 def test_enhance_defaults_to_general_and_verbose_says_which_model_ran(tmp_path, sharp_photo):
