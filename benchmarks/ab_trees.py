@@ -6,8 +6,8 @@
 
 Each case runs ``python -m sharpkd enhance`` with the defaults in a fresh process, once per tree per
 round, the trees alternating (A, B, A, B, ...), so that a machine that gets slower or faster over the
-minutes does not favour either; each tree is put first on ``PYTHONPATH``. Prints the median seconds,
-output MP/s and peak RSS of each tree and the speed-up B over A. On a shared machine compare only the
+minutes does not favour either; each tree is put first on ``PYTHONPATH``. Prints the median seconds
+(of an even count the upper middle), output MP/s and peak RSS of each tree and the speed-up B over A. On a shared machine compare only the
 ratio of one run (docs/performance.md).
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +44,7 @@ def main() -> None:
         for fmt in a.formats:
             cases.append((f"{size:g} MP {fmt.upper()}", [bench.write_photo(a.work / f"photo-{size:g}mp.{fmt}", size)], []))
     if a.folder:
-        folder = a.work / f"folder-{a.folder}"
-        folder.mkdir(exist_ok=True)
-        first = bench.write_photo(a.work / "photo-12mp.jpg", 12)
-        for i in range(a.folder):
-            if not (folder / f"{i:02d}.jpg").exists():
-                (folder / f"{i:02d}.jpg").write_bytes(first.read_bytes())
+        folder = bench.write_folder(a.work, a.folder)
         for jobs in a.jobs:
             cases.append((f"folder of {a.folder} x 12 MP JPEG, --jobs {jobs}", [folder], ["--jobs", str(jobs)]))
     for key, tree in trees.items():  # each tree must be the one imported, not an installed copy
@@ -66,12 +60,10 @@ def main() -> None:
         for _ in range(a.rounds):
             for key, tree in trees.items():
                 runs[key].append(bench.run_enhance(inputs, a.work / f"out-{key}", args, a.busy, env={"PYTHONPATH": str(tree)}))
-        med = {k: statistics.median(r.seconds for r in v) for k, v in runs.items()}
-        mp = runs["A"][0].megapixels
-        each = {k: " / ".join(f"{r.seconds:.1f}" for r in v) for k, v in runs.items()}
+        (ra, each_a), (rb, each_b) = bench.median_run(runs["A"]), bench.median_run(runs["B"])
         peak = {k: max(r.peak_mb for r in v) for k, v in runs.items()}
-        print(f"| {label} | {med['A']:.1f} ({each['A']}) | {med['B']:.1f} ({each['B']}) | {mp / med['A']:.2f} | {mp / med['B']:.2f} | "
-              f"{med['A'] / med['B']:.2f}x | {peak['A']:.0f} / {peak['B']:.0f} |", flush=True)
+        print(f"| {label} | {ra.seconds:.1f}{each_a} | {rb.seconds:.1f}{each_b} | {ra.mp_s:.2f} | {rb.mp_s:.2f} | "
+              f"{ra.seconds / rb.seconds:.2f}x | {peak['A']:.0f} / {peak['B']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

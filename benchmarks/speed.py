@@ -55,28 +55,20 @@ def main() -> None:
                         for model in a.models:
                             runs[model].append(bench.run_enhance([photo], a.work / "out", ["--model", model, "--tile", str(tile)], busy))
                     for model, rs in runs.items():
-                        r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
-                        each = " / ".join(f"{x.seconds:.1f}" for x in rs)
+                        r, each = bench.median_run(rs)
                         print(f"| {model} | {size:g} MP {fmt.upper()} | {tile or 'whole'} | {'busy' if busy else 'quiet'} | "
-                              f"{r.seconds:.1f}{f' ({each})' if len(rs) > 1 else ''} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
+                              f"{r.seconds:.1f}{each} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
     if a.folder:
-        folder = a.work / f"folder-{a.folder}"
-        folder.mkdir(exist_ok=True)
-        first = bench.write_photo(a.work / "photo-12mp.jpg", 12)
-        files = []
-        for i in range(a.folder):
-            (folder / f"{i:02d}.jpg").write_bytes(first.read_bytes()) if not (folder / f"{i:02d}.jpg").exists() else None
-            files.append(folder / f"{i:02d}.jpg")
+        folder = bench.write_folder(a.work, a.folder)
         for busy in loads:
             folder_runs: dict[tuple[str, int], list] = {(m, j): [] for m in a.models for j in a.jobs}
             for _ in range(a.rounds):
                 for (model, jobs), rs in folder_runs.items():
                     rs.append(bench.run_enhance([folder], a.work / "out-folder", ["--model", model, "--jobs", str(jobs)], busy))
             for (model, jobs), rs in folder_runs.items():
-                r = sorted(rs, key=lambda r: r.seconds)[len(rs) // 2]
-                each = " / ".join(f"{x.seconds:.1f}" for x in rs)
+                r, each = bench.median_run(rs)
                 print(f"| {model} | folder of {a.folder} x 12 MP JPEG, --jobs {jobs} | 128 | {'busy' if busy else 'quiet'} | "
-                      f"{r.seconds:.1f}{f' ({each})' if len(rs) > 1 else ''} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
+                      f"{r.seconds:.1f}{each} | {r.mp_s:.2f} | {r.peak_mb:.0f} |", flush=True)
     if a.stages:
         print("\n| model | photo | stage | seconds |\n|---|---|---|---:|")
         for model in a.models:

@@ -60,6 +60,17 @@ def write_photo(path: Path, megapixels: float) -> Path:
     return path
 
 
+def write_folder(work: Path, count: int) -> Path:
+    """A folder of ``count`` copies of the 12 MP JPEG test photo under ``work`` (made once, then reused)."""
+    folder = work / f"folder-{count}"
+    folder.mkdir(exist_ok=True)
+    first = write_photo(work / "photo-12mp.jpg", 12)
+    for i in range(count):
+        if not (folder / f"{i:02d}.jpg").exists():
+            (folder / f"{i:02d}.jpg").write_bytes(first.read_bytes())
+    return folder
+
+
 @dataclass
 class Run:
     seconds: float
@@ -69,6 +80,13 @@ class Run:
     @property
     def mp_s(self) -> float:
         return self.megapixels / self.seconds
+
+
+def median_run(runs: list[Run]) -> tuple[Run, str]:
+    """The median run of repeated ones (the upper middle of an even count) and, for several, each run's
+    seconds (" (a / b / c)") to print beside it."""
+    middle = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    return middle, f" ({' / '.join(f'{r.seconds:.1f}' for r in runs)})" if len(runs) > 1 else ""
 
 
 def _group_rss_mb(group: int) -> float:
