@@ -26,19 +26,20 @@ import torch
 import torch.nn.functional as F
 
 from sharpkd import models, pretrained
-from sharpkd.models.student import Student, narrowed
+from sharpkd.models.student import Student, _act, narrowed
 from sharpkd.pairs import CropSampler, find_dataset, load_split, read_manifest
 from sharpkd.train_teacher import general_degradations
+from sharpkd.training import TrainError
 
 
 def masked_forward(net: Student, x: torch.Tensor, cond: torch.Tensor, stream: torch.Tensor, inner: list[torch.Tensor]) -> torch.Tensor:
     """``net`` with its stream channels multiplied by ``stream`` and block ``i``'s inner channels by
     ``inner[i]`` (masks of 0/1): what ``narrowed`` computes when the masks select its channels."""
-    s = net.config.unshuffle
+    s, slope = net.config.unshuffle, net.config.negative_slope  # a leaky unit passes 0 as 0, as a ReLU does
     m = stream[None, :, None, None]
-    h = F.relu(net.head(net._fold(x, cond))) * m
+    h = _act(net.head(net._fold(x, cond)), slope) * m
     for block, keep in zip(net.body, inner):
-        h = h + block.mix(F.relu(block.spatial(h)) * keep[None, :, None, None]) * m
+        h = h + block.mix(_act(block.spatial(h), slope) * keep[None, :, None, None]) * m
     return x + F.pixel_shuffle(net.tail(h), s)
 
 
@@ -96,7 +97,11 @@ def main() -> None:
     if not 0 < a.channels < loaded.model.config.channels:
         raise SystemExit(f"--channels must be between 1 and {loaded.model.config.channels - 1}")
     dataset = find_dataset(a.dataset)
-    sampler = CropSampler(load_split(dataset, "train"), 128, 4, a.seed, general_degradations(dataset, read_manifest(dataset)))
+    try:
+        degradations = general_degradations(dataset, read_manifest(dataset))
+    except TrainError as e:
+        raise SystemExit(str(e)) from None
+    sampler = CropSampler(load_split(dataset, "train"), 128, 4, a.seed, degradations)
     lq, _, cond = sampler.batch(0, a.crops)
     start = time.time()
     model, stream, inner = prune(loaded.model.eval(), a.channels, lq, cond)
