@@ -224,8 +224,8 @@ def _train_general(
         loss={"l1": 1.0, "estimator_quantile": 0.0 if keep_estimator else ESTIMATOR_QUANTILE, "out_l1": kd.lambda_out},
         extra={
             "teacher": source, "teacher_config": t_model.config.to_dict(), "train_degradations": manifest.get("train_degradations"),
-            "init": init.source if init else None, "init_taken": taken, "keep_estimator": keep_estimator,
-        },
+            "init": init.source if init else None, "init_taken": taken,
+        } | ({"keep_estimator": True} if keep_estimator else {}),  # recorded as train-teacher records it
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     loss = general_loss(student, estimator_weight=0.0 if keep_estimator else 1.0, teacher=t_model, lambda_out=kd.lambda_out)
