@@ -24,7 +24,11 @@ from sharpkd import imagefile, pretrained, tiling
 from sharpkd.imagefile import Picture
 from sharpkd.pretrained import Loaded
 
-TILE_BATCH = 8  # tiles per forward pass: 1.2-1.26x faster than one at a time, same output
+# Tiles per forward pass, as one region: 4 across, 2 down. Adjacent tiles computed together share their
+# margins: measured (general, 128 px tiles, 28 px margin, 2 cores) the network takes 0.71x the time of the
+# same 8 tiles as a batch of separate regions (0.61x with 4 x 4), and the region (568 x 312 px) holds fewer
+# pixels than those 8 regions did (8 x 184 x 184). Output: within 1 level of the whole image, as before.
+BLOCK = (4, 2)
 UPSCALE_MARGIN = 3  # source pixels of context for Pillow's bicubic (its kernel reaches 2)
 
 
@@ -110,19 +114,6 @@ def photo_run(loaded: Loaded, color: np.ndarray) -> pretrained.PhotoRun:
     return loaded.for_photo(src.region, src.height, src.width)
 
 
-def _batches(tiles: list[tiling.Tile], size: int) -> list[list[tiling.Tile]]:
-    """Consecutive tiles whose regions have the same shape, at most ``size`` to a batch."""
-    groups: list[list[tiling.Tile]] = []
-    for t in tiles:
-        shape = (t.ry1 - t.ry0, t.rx1 - t.rx0)
-        last = groups[-1] if groups else None
-        if last and len(last) < size and (last[0].ry1 - last[0].ry0, last[0].rx1 - last[0].rx0) == shape:
-            last.append(t)
-        else:
-            groups.append([t])
-    return groups
-
-
 @torch.inference_mode()
 def enhance_pixels(
     loaded: Loaded,
@@ -131,13 +122,14 @@ def enhance_pixels(
     strength: float = 1.0,
     upscale: int = 1,
     on_tile: Callable[[int, int], None] | None = None,
-    batch: int = TILE_BATCH,
+    block: tuple[int, int] = BLOCK,
 ) -> tuple[np.ndarray, pretrained.PhotoRun]:
     """Restore HxWx3 or HxWx1 pixels (uint8 or uint16), upscaled by ``upscale`` first; returns the
     result (same channels and dtype, ``upscale`` times larger) and what ran on it.
 
     Grey goes through the model as three equal channels and comes back as their mean. ``strength``
-    blends the (upscaled) input (0) and the model's output (1). ``on_tile(done, total)`` after each tile.
+    blends the (upscaled) input (0) and the model's output (1). ``block``: tiles (across, down) computed as
+    one region (:data:`BLOCK`). ``on_tile(done, total)`` after each block of tiles.
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in 0..1, got {strength}")
@@ -152,27 +144,22 @@ def enhance_pixels(
         return src.whole(), replace(run, changes=False)
     top = _top(color.dtype)
     out = np.empty((h, w, color.shape[2]), color.dtype)
-    tiles = tiling.plan(*src.padded, tile, loaded.context, loaded.align)
-    done = 0
-    for group in _batches(tiles, batch):
-        x = torch.cat([src.region(t.ry0, t.ry1, t.rx0, t.rx1) for t in group])
-        y = run.fn(x.contiguous(memory_format=torch.channels_last))
-        for i, t in enumerate(group):
-            y1, x1 = min(t.y1, h), min(t.x1, w)
-            if y1 <= t.y0 or x1 <= t.x0:
-                continue
+    blocks = tiling.plan(*src.padded, tile, loaded.context, loaded.align, *block)
+    for done, t in enumerate(blocks, 1):
+        x = src.region(t.ry0, t.ry1, t.rx0, t.rx1)
+        y1, x1 = min(t.y1, h), min(t.x1, w)
+        if y1 > t.y0 and x1 > t.x0:
             core = (slice(t.y0 - t.ry0, y1 - t.ry0), slice(t.x0 - t.rx0, x1 - t.rx0))
-            c = y[i, :, core[0], core[1]]
+            c = run.fn(x.contiguous(memory_format=torch.channels_last))[0, :, core[0], core[1]]
             if strength != 1.0:
-                xin = x[i, :, core[0], core[1]]
+                xin = x[0, :, core[0], core[1]]
                 c = xin + strength * (c - xin)
             c = c.clamp(0, 1)
             if color.shape[2] == 1:
                 c = c.mean(dim=0, keepdim=True)
             out[t.y0 : y1, t.x0 : x1] = c.mul_(top).round_().permute(1, 2, 0).cpu().numpy().astype(color.dtype)
-        done += len(group)
         if on_tile:
-            on_tile(done, len(tiles))
+            on_tile(done, len(blocks))
     return out, run
 
 

@@ -39,10 +39,13 @@ def round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
 
 
-def plan(height: int, width: int, tile: int, context: int, align: int) -> list[Tile]:
+def plan(height: int, width: int, tile: int, context: int, align: int, across: int = 1, down: int = 1) -> list[Tile]:
     """Tiles covering a ``height`` x ``width`` image (both multiples of ``align``).
 
     ``tile`` is the core size (rounded up to ``align``); ``tile <= 0`` means one tile for the whole image.
+    ``across`` x ``down`` > 1: each returned core is a block of that many adjacent tiles (fewer at the
+    right and bottom edges), computed as one region: the tiles of a block share their margins instead of
+    each computing its own.
     """
     if height % align or width % align:
         raise ValueError(f"{width}x{height} is not a multiple of {align}")
@@ -51,9 +54,9 @@ def plan(height: int, width: int, tile: int, context: int, align: int) -> list[T
     tile = round_up(tile, align)
     margin = round_up(context, align)
     tiles = []
-    for y0 in range(0, height, tile):
-        for x0 in range(0, width, tile):
-            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+    for y0 in range(0, height, tile * down):
+        for x0 in range(0, width, tile * across):
+            y1, x1 = min(y0 + tile * down, height), min(x0 + tile * across, width)
             tiles.append(
                 Tile(y0, y1, x0, x1, max(y0 - margin, 0), min(y1 + margin, height), max(x0 - margin, 0), min(x1 + margin, width))
             )

@@ -31,21 +31,23 @@ def photo16(size):
 
 @pytest.mark.parametrize("model", MODELS, ids=["student", "teacher"])
 @pytest.mark.parametrize("size", [(150, 203), (37, 61), (1, 90), (90, 1), (130, 7), (64, 64)])
-def test_tiled_equals_whole(model, size):
+@pytest.mark.parametrize("block", [(1, 1), (4, 2), (2, 3)])
+def test_tiled_equals_whole(model, size, block):
     loaded = describe(model, "m")
     x = photo16(size)
     whole, _ = enhance_pixels(loaded, x, tile=0)
-    tiled, _ = enhance_pixels(loaded, x, tile=32)
+    tiled, _ = enhance_pixels(loaded, x, tile=16, block=block)
     assert whole.shape == x.shape and np.abs(whole.astype(int) - x).max() > 100  # the model changed it
     assert np.abs(whole.astype(int) - tiled).max() <= 6  # 1e-4 of the range: float rounding only
 
 
-def test_too_small_a_margin_shows_seams():
-    """The check above can fail: with half the context the tiles disagree with the whole image."""
+@pytest.mark.parametrize("block", [(1, 1), (4, 2)])
+def test_too_small_a_margin_shows_seams(block):
+    """The check above can fail: with half the context the tiles (or blocks) disagree with the whole image."""
     loaded = describe(MODELS[0], "m")
     x = photo16((150, 203))
     whole, _ = enhance_pixels(loaded, x, tile=0)
-    tiled, _ = enhance_pixels(replace(loaded, context=loaded.context // 2), x, tile=32)
+    tiled, _ = enhance_pixels(replace(loaded, context=loaded.context // 2), x, tile=16, block=block)
     assert np.abs(whole.astype(int) - tiled).max() > 50
 
 
@@ -70,3 +72,19 @@ def test_plan_covers_every_pixel_once():
     assert torch.all(cover == 1)
     with pytest.raises(ValueError):
         plan(201, 136, 64, 20, 4)
+
+
+def test_blocks_are_adjacent_tiles_sharing_one_margin():
+    """A block's core is a union of whole tiles of the plain plan (fewer at the right and bottom edges), its
+    region that core grown by one margin: the blocks cover every pixel once, as the tiles do."""
+    tiles = plan(200, 136, 32, 20, 4)
+    blocks = plan(200, 136, 32, 20, 4, across=3, down=2)
+    assert len(blocks) == 4 * 2  # 7 tile rows in 4 pairs, 5 tile columns in 2 triples
+    cover = torch.zeros(200, 136)
+    for b in blocks:
+        cover[b.y0 : b.y1, b.x0 : b.x1] += 1
+        inside = [t for t in tiles if b.y0 <= t.y0 and t.y1 <= b.y1 and b.x0 <= t.x0 and t.x1 <= b.x1]
+        assert sum((t.y1 - t.y0) * (t.x1 - t.x0) for t in inside) == (b.y1 - b.y0) * (b.x1 - b.x0)
+        assert len(inside) <= 6
+        assert (b.ry0, b.ry1, b.rx0, b.rx1) == (max(b.y0 - 20, 0), min(b.y1 + 20, 200), max(b.x0 - 20, 0), min(b.x1 + 20, 136))
+    assert torch.all(cover == 1)
