@@ -148,18 +148,18 @@ def enhance_pixels(
     out = np.empty((h, w, color.shape[2]), color.dtype)
     blocks = tiling.plan(*src.padded, tile, loaded.context, loaded.align, *block)
     for done, t in enumerate(blocks, 1):
-        x = src.region(t.ry0, t.ry1, t.rx0, t.rx1)
+        # cores start on the align grid below the padded size, so each holds some of the unpadded photo
         y1, x1 = min(t.y1, h), min(t.x1, w)
-        if y1 > t.y0 and x1 > t.x0:
-            core = (slice(t.y0 - t.ry0, y1 - t.ry0), slice(t.x0 - t.rx0, x1 - t.rx0))
-            c = run.fn(x.contiguous(memory_format=torch.channels_last))[0, :, core[0], core[1]]
-            if strength != 1.0:
-                xin = x[0, :, core[0], core[1]]
-                c = xin + strength * (c - xin)
-            c = c.clamp(0, 1)
-            if color.shape[2] == 1:
-                c = c.mean(dim=0, keepdim=True)
-            out[t.y0 : y1, t.x0 : x1] = c.mul_(top).round_().permute(1, 2, 0).cpu().numpy().astype(color.dtype)
+        core = (slice(t.y0 - t.ry0, y1 - t.ry0), slice(t.x0 - t.rx0, x1 - t.rx0))
+        x = src.region(t.ry0, t.ry1, t.rx0, t.rx1)
+        c = run.fn(x.contiguous(memory_format=torch.channels_last))[0, :, core[0], core[1]]
+        if strength != 1.0:
+            xin = x[0, :, core[0], core[1]]
+            c = xin + strength * (c - xin)
+        c = c.clamp(0, 1)
+        if color.shape[2] == 1:
+            c = c.mean(dim=0, keepdim=True)
+        out[t.y0 : y1, t.x0 : x1] = c.mul_(top).round_().permute(1, 2, 0).cpu().numpy().astype(color.dtype)
         if on_tile:
             on_tile(done, len(blocks))
     return out, run

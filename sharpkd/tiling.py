@@ -12,6 +12,8 @@ it is clipped at the image edge, where the whole-image pass meets the same zero 
 4x4 blocks (pixel-unshuffle), so every region also starts on that 4-pixel grid. No blending is needed:
 there is nothing to hide. ``tests/test_tiling.py`` checks tiled == whole to float precision. A model's
 spec may state a smaller measured margin (the bundled students: within 1 level, ``benchmarks/margin.py``).
+Adjacent tiles may be planned as one block (``across`` x ``down`` tiles, one region): the same argument
+holds for any core size, and the margin is then paid once per block instead of once per tile.
 """
 
 from __future__ import annotations
