@@ -25,10 +25,10 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `sharpkd enhance` runs
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from sharpkd import pretrained  # noqa: E402
+from sharpkd import pretrained
 
 TILE = 128
 TWELVE_MP = 12e6
@@ -93,7 +93,7 @@ def main() -> None:
         for label, (batch, h, w, pixels) in cases(loaded.context).items():
             x = torch.rand(batch, 3, h, w).contiguous(memory_format=torch.channels_last)
             cond = torch.tensor(CONDITIONS).expand(batch, -1).contiguous() if loaded.conditioned else None
-            runs[(label, "torch")] = (lambda x=x, cond=cond: net(x, cond) if cond is not None else net(x), pixels)
+            runs[(label, "torch")] = (lambda x=x, cond=cond, net=net: net(x, cond) if cond is not None else net(x), pixels)
         if a.onnx and loaded.conditioned:
             for label in ("8 separate tiles (batch)", "whole 1024 x 768"):
                 batch, h, w, pixels = cases(loaded.context)[label]

@@ -12,9 +12,9 @@ the network several at a time (a batch), which uses the CPU better than one smal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
