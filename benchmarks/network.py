@@ -8,8 +8,8 @@ fed the network before blocks), blocks of 4 x 2, 3 x 3 and 4 x 4 adjacent tiles 
 median is printed, so a machine that slows down over the minutes does not favour one.
 
 ``--onnx`` adds the same network exported to ONNX and run by ONNX Runtime (needs the ``onnx`` and
-``onnxruntime`` packages; not a dependency of sharpkd): spinning and passive thread pools, the batch of
-8 tiles and the whole photo, and each runtime's import time in a fresh process. Whole ``enhance`` runs
+``onnxruntime`` packages; not a dependency of sharpkd) for every case, with spinning and with passive
+thread pools, and each runtime's import time in a fresh process. Whole ``enhance`` runs
 are ``benchmarks/speed.py`` and ``benchmarks/ab_trees.py``.
 """
 
@@ -95,8 +95,7 @@ def main() -> None:
             cond = torch.tensor(CONDITIONS).expand(batch, -1).contiguous() if loaded.conditioned else None
             runs[(label, "torch")] = (lambda x=x, cond=cond, net=net: net(x, cond) if cond is not None else net(x), pixels)
         if a.onnx and loaded.conditioned:
-            for label in ("8 separate tiles (batch)", "whole 1024 x 768"):
-                batch, h, w, pixels = cases(loaded.context)[label]
+            for label, (batch, h, w, pixels) in cases(loaded.context).items():
                 x = torch.rand(batch, 3, h, w)
                 cond = torch.tensor(CONDITIONS).expand(batch, -1).contiguous()
                 with tempfile.TemporaryDirectory() as work:
