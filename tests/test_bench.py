@@ -21,3 +21,13 @@ def test_run_enhance_times_the_whole_process(tmp_path):
     out = tmp_path / "out" / "p.png"
     assert out.exists() and run.seconds > 0 and abs(run.megapixels - 0.05) < 0.01
     assert 50 < run.peak_mb < 4000  # torch alone is about 300 MB
+
+
+def test_bench_command_prints_the_table(tmp_path):
+    from click.testing import CliRunner
+
+    from sharpkd.cli import main
+
+    r = CliRunner().invoke(main, ["bench", "--model", "fast", "--megapixels", "0.05", "--work", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "fast" in r.output and "0.05 MP PNG" in r.output and (tmp_path / "photo-0.05mp.png").exists()
