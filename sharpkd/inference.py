@@ -4,10 +4,11 @@ Every path that runs a model on a photo (``sharpkd enhance``, the Python API, va
 training, the demo, the benchmarks) goes through :func:`enhance_picture` (or :func:`enhance_pixels`,
 its colour-only part), so alpha, upscaling, grey and 16-bit are handled in one place.
 
-Memory stays bounded by the tile, not the photo: the colour pixels stay 8- or 16-bit, and each tile's
-region is upscaled (``--upscale``), padded and converted to floats on its own (:class:`Source`); each
-restored core is rounded back into the 8/16-bit output at once. Tiles of the same shape run through
-the network several at a time (a batch), which uses the CPU better than one small tile after another.
+Memory stays bounded by the tile, not the photo: the colour pixels stay 8- or 16-bit, and each region
+is upscaled (``--upscale``), padded and converted to floats on its own (:class:`Source`); each restored
+core is rounded back into the 8/16-bit output at once. Adjacent tiles run through the network together,
+a block of them (:data:`BLOCK`) as one region with one margin of context around it, so the margin is
+computed once per block, not once per tile.
 """
 
 from __future__ import annotations
