@@ -4,7 +4,7 @@
 
 Cases, at 128 px tiles with each model's tile margin: a batch of 8 separate tile regions (how `enhance`
 fed the network before blocks), blocks of 4 x 2, 3 x 3 and 4 x 4 adjacent tiles as one region
-(``inference.BLOCK``), and a whole 1024 x 768 photo. The cases are interleaved round by round and the
+(``inference.block_for``), and a whole 1024 x 768 photo. The cases are interleaved round by round and the
 median is printed, so a machine that slows down over the minutes does not favour one.
 
 ``--onnx`` adds the same network exported to ONNX and run by ONNX Runtime (needs the ``onnx`` and

@@ -88,8 +88,9 @@ def parse_color(text: str) -> tuple[int, int, int]:
 @click.option("--overwrite", is_flag=True, help="Redo outputs that already exist (default: skip them, so a stopped batch resumes).")
 @click.option("--tile", type=click.IntRange(min=0), default=128, show_default=True,
               help=f"Tile size in pixels (at least {MIN_TILE}; smaller values are raised); 0 = whole image in one pass. Output does not "
-                   "depend on it beyond 1 level. Blocks of 4 x 4 adjacent tiles go through the network as one region sharing one margin "
-                   "of context (28 px for general and x4, 20 for fast); the tile bounds memory (whole: the photo as floats).")
+                   "depend on it beyond 1 level. Adjacent tiles go through the network as one region of up to 512 px (4 x 4 tiles at 128) "
+                   "sharing one margin of context (28 px for general and x4, 20 for fast); a tile of 512 or more runs alone, so the tile "
+                   "bounds memory (whole: the photo as floats).")
 @click.option("--upscale", type=click.IntRange(1, 8), default=1, show_default=True, help="Bicubic-upsample by N first, then restore (super-resolution).")
 @click.option("--strength", type=click.FloatRange(0, 1), default=1.0, show_default=True, help="Blend of input (0) and restored output (1).")
 @click.option("--max-pixels", type=click.FloatRange(min=0.001), default=DEFAULT_MAX_PIXELS / 1e6, show_default=True,

@@ -7,7 +7,7 @@ its colour-only part), so alpha, upscaling, grey and 16-bit are handled in one p
 Memory stays bounded by the tile, not the photo: the colour pixels stay 8- or 16-bit, and each region
 is upscaled (``--upscale``), padded and converted to floats on its own (:class:`Source`); each restored
 core is rounded back into the 8/16-bit output at once. Adjacent tiles run through the network together,
-a block of them (:data:`BLOCK`) as one region with one margin of context around it, so the margin is
+up to :data:`BLOCK_PX` a side as one region with one margin of context around it, so the margin is
 computed once per block, not once per tile.
 """
 
@@ -25,13 +25,23 @@ from sharpkd import imagefile, pretrained, tiling
 from sharpkd.imagefile import Picture
 from sharpkd.pretrained import Loaded
 
-# Tiles per forward pass, as one region: 4 across, 4 down. Adjacent tiles computed together share their
-# margins instead of each computing its own. Measured (general, 128 px tiles, 28 px margin, 2 cores), the
+# Adjacent tiles go through the network as one region, up to this many pixels a side (4 x 4 tiles of the
+# default 128 px): they share one margin instead of each computing its own. A larger --tile is computed on
+# its own, so that --tile still bounds memory. Measured (general, 128 px tiles, 28 px margin, 2 cores), the
 # network's time per pixel against a batch of 8 separate tile regions (the way before): 4 x 2 tiles 0.71x,
-# 4 x 4 0.63x; the whole `sharpkd enhance` of a 12 MP PNG 1.33x faster with 4 x 2, 1.11x more with 4 x 4.
-# A 4 x 4 block of 128 px tiles is a 568 px region: 1.2x the pixels of those 8 regions (8 x 184 x 184).
-# Output: within 1 level of the whole image, as before (the margin does not depend on the core's size).
-BLOCK = (4, 4)
+# 4 x 4 0.63x; the whole `sharpkd enhance` of a 12 MP PNG 1.33x faster with 4 x 2, 1.11x more with 4 x 4
+# (6 x 6: 1.05x more, not taken). A 4 x 4 block of 128 px tiles is a 568 px region: 1.2x the pixels of
+# those 8 regions (8 x 184 x 184). Output: within 1 level of the whole image, as before (the margin does
+# not depend on the size of the core it surrounds).
+BLOCK_PX = 512
+
+
+def block_for(tile: int) -> tuple[int, int]:
+    """Tiles (across, down) computed as one region for ``tile`` px tiles: as many as fit in ``BLOCK_PX``."""
+    n = max(1, BLOCK_PX // tile) if tile > 0 else 1
+    return n, n
+
+
 UPSCALE_MARGIN = 3  # source pixels of context for Pillow's bicubic (its kernel reaches 2)
 
 
@@ -125,14 +135,14 @@ def enhance_pixels(
     strength: float = 1.0,
     upscale: int = 1,
     on_tile: Callable[[int, int], None] | None = None,
-    block: tuple[int, int] = BLOCK,
+    block: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, pretrained.PhotoRun]:
     """Restore HxWx3 or HxWx1 pixels (uint8 or uint16), upscaled by ``upscale`` first; returns the
     result (same channels and dtype, ``upscale`` times larger) and what ran on it.
 
     Grey goes through the model as three equal channels and comes back as their mean. ``strength``
     blends the (upscaled) input (0) and the model's output (1). ``block``: tiles (across, down) computed as
-    one region (:data:`BLOCK`). ``on_tile(done, total)`` after each block of tiles.
+    one region (default :func:`block_for`). ``on_tile(done, total)`` after each block of tiles.
     """
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"strength must be in 0..1, got {strength}")
@@ -147,7 +157,7 @@ def enhance_pixels(
         return src.whole(), replace(run, changes=False)
     top = _top(color.dtype)
     out = np.empty((h, w, color.shape[2]), color.dtype)
-    blocks = tiling.plan(*src.padded, tile, loaded.context, loaded.align, *block)
+    blocks = tiling.plan(*src.padded, tile, loaded.context, loaded.align, *(block or block_for(tile)))
     for done, t in enumerate(blocks, 1):
         # cores start on the align grid below the padded size, so each holds some of the unpadded photo
         y1, x1 = min(t.y1, h), min(t.x1, w)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sharpkd.inference import enhance_pixels
+from sharpkd.inference import block_for, enhance_pixels
 from sharpkd.models.student import Student, StudentConfig
 from sharpkd.models.teacher import Teacher, TeacherConfig
 from sharpkd.pretrained import describe
@@ -88,3 +88,12 @@ def test_blocks_are_adjacent_tiles_sharing_one_margin():
         assert len(inside) <= 6
         assert (b.ry0, b.ry1, b.rx0, b.rx1) == (max(b.y0 - 20, 0), min(b.y1 + 20, 200), max(b.x0 - 20, 0), min(b.x1 + 20, 136))
     assert torch.all(cover == 1)
+
+
+def test_small_tiles_are_grouped_into_blocks_and_large_ones_run_alone():
+    """Blocks reach 512 px a side; a tile that large or larger is computed on its own, so that --tile still
+    bounds the memory of one pass; the whole image (tile 0) is one region anyway."""
+    assert block_for(128) == (4, 4) and block_for(64) == (8, 8) and block_for(200) == (2, 2)
+    assert block_for(512) == (1, 1) and block_for(1024) == (1, 1) and block_for(0) == (1, 1)
+    widest = max(b.rx1 - b.rx0 for b in plan(2048, 2048, 1024, 28, 4, *block_for(1024)))
+    assert widest == 1024 + 28
