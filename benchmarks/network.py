@@ -95,11 +95,11 @@ def main() -> None:
             cond = torch.tensor(CONDITIONS).expand(batch, -1).contiguous() if loaded.conditioned else None
             runs[(label, "torch")] = (lambda x=x, cond=cond, net=net: net(x, cond) if cond is not None else net(x), pixels)
         if a.onnx and loaded.conditioned:
+            with tempfile.TemporaryDirectory() as work:  # one export: batch, height and width are dynamic axes
+                sessions = onnx_sessions(net, torch.rand(1, 3, 64, 64), torch.tensor(CONDITIONS), Path(work))
             for label, (batch, h, w, pixels) in cases(loaded.context).items():
                 x = torch.rand(batch, 3, h, w)
                 cond = torch.tensor(CONDITIONS).expand(batch, -1).contiguous()
-                with tempfile.TemporaryDirectory() as work:
-                    sessions = onnx_sessions(net, x, cond, Path(work))
                 feed = {"x": x.numpy(), "cond": cond.numpy()}
                 for kind, sess in sessions.items():
                     runs[(label, f"onnxruntime, {kind}")] = (lambda s=sess, f=feed: s.run(None, f), pixels)
