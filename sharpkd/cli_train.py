@@ -42,9 +42,10 @@ def device_or_fail(device: str) -> str:
 @click.option("--sigma", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Gaussian blur sigma of the degradation.")
 @click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="Down/up-scaling factor of the degradation.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Parallel processes.")
-@click.option("--degradations", type=click.Choice(["canonical", "general"]), default="canonical", show_default=True,
+@click.option("--degradations", type=click.Choice(["canonical", "general", "artifacts"]), default="canonical", show_default=True,
               help="general: training degrades each crop on the fly with a random blur/resize/noise/JPEG from a range "
-                   "(sharp crops included); the stored pairs, used for validation, follow the recipe.")
+                   "(sharp crops included); the stored pairs, used for validation, follow the recipe. artifacts: noise and/or "
+                   "JPEG alone (and 10 % clean crops), for the general model's cleanup network (train-teacher --told-only).")
 @click.option("--artifacts-share", type=click.FloatRange(0, 0.7),
               help="general: the share of crops with noise and/or JPEG alone on a sharp photo [default: 0.15]; e.g. 0.7 for "
                    "a stage that teaches noise and JPEG (docs/training.md).")
@@ -53,7 +54,7 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage
     from dataclasses import replace
 
     from sharpkd import paths, prepare
-    from sharpkd.degrade import GENERAL, Recipe
+    from sharpkd.degrade import ARTIFACTS, GENERAL, Recipe
 
     if sum(map(bool, (div2k, images, sample))) != 1:
         raise click.UsageError("give exactly one of --div2k PATH, --images DIR, --sample")
@@ -80,7 +81,7 @@ def prepare_cmd(div2k, images, sample, name, out, val_count, val_rules, subimage
             task = bar.add_task(f"preparing {escape(dataset_dir.name)}", total=len(sources))
             result = prepare.prepare(
                 sources, dataset_dir, Recipe(sigma=sigma, scale=scale), subimage, step, workers, lambda e: bar.advance(task),
-                general if degradations == "general" else None, holdout if images else None,
+                {"general": general, "artifacts": ARTIFACTS}.get(degradations), holdout if images else None,
             )
     except prepare.PrepareError as e:
         fail(str(e))
@@ -239,7 +240,10 @@ def dataset_or_fail(name: str | None) -> Path:
                    "inputs are only a little off, count as much as blurred ones (docs/training.md).")
 @click.option("--keep-estimator", is_flag=True,
               help="general: keep the estimator of --init as it is, calibration included; only the network trains.")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope, keep_estimator) -> None:
+@click.option("--told-only", is_flag=True,
+              help="general: every crop is restored told its true degradation (not half with the estimator's guess) and the "
+                   "estimator is kept as --init's: trains a cleanup network (data set prepared with --degradations artifacts).")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope, keep_estimator, told_only) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -249,6 +253,8 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     overrides = model_overrides(arch, channels, blocks, linear_estimate, negative_slope)
     if keep_estimator and (arch != "general" or init_from is None):
         raise click.UsageError("--keep-estimator is for --arch general with --init (the estimator to keep)")
+    if told_only and arch != "general":
+        raise click.UsageError("--told-only is for --arch general")
     if balance_loss and arch != "general":
         raise click.UsageError("--balance-loss is for --arch general")
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
@@ -256,7 +262,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     say_resuming(run_dir)
     init = init_weights(init_from, arch)
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss, keep_estimator))
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss, keep_estimator, told_only))
     print_validation(val, run_dir)
     finish()
 

@@ -50,12 +50,14 @@ def general_loss(
     teacher: torch.nn.Module | None = None,
     lambda_out: float = 0.0,
     balance: bool = False,
+    told_share: float = 0.5,
 ):
     """L1 to HR of the restoration, plus the estimator's quantile loss to the true conditions.
 
-    Half of each batch is restored with the true conditions (so a stated degradation is obeyed), half
-    with the estimator's guess, detached (so the network also learns to live with the estimator's
-    errors, as it must in blind mode). With a ``teacher`` (a larger general model, frozen) and
+    Half of each batch (``told_share``) is restored with the true conditions (so a stated degradation is
+    obeyed), half with the estimator's guess, detached (so the network also learns to live with the
+    estimator's errors, as it must in blind mode). ``told_share`` 1: every crop told the truth (the cleanup
+    network, whose conditions come from a measurement, not from the estimator). With a ``teacher`` (a larger general model, frozen) and
     ``lambda_out`` > 0, an L1 to the teacher's output under the same conditions is added: output
     distillation between general models (``sharpkd distill --teacher`` a general model). ``balance``:
     each crop's L1 to HR weighted by 1 / (its input's L1 error + :data:`BALANCE_FLOOR`), the weights
@@ -65,7 +67,7 @@ def general_loss(
     def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         guess = model.estimator.for_loss(lq)
         est = quantile_loss(guess, cond, quantile)
-        told = torch.rand(len(lq), 1, device=lq.device) < 0.5
+        told = torch.rand(len(lq), 1, device=lq.device) < told_share
         used = torch.where(told, cond, guess.detach().clamp(0, 1))
         out = model(lq, used)
         if balance:
@@ -109,6 +111,7 @@ def train(
     calibrate: bool = True,
     balance: bool = False,
     keep_estimator: bool = False,
+    told_only: bool = False,
 ) -> dict:
     """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers.
 
@@ -116,7 +119,8 @@ def train(
     general model, calibrate its blur estimate after training (``calibrate_run``; skip it to do it later).
     ``balance``: the general model's L1 weighted per crop (see :func:`general_loss`). ``keep_estimator``:
     the general model's estimator (from ``init``) is not trained and keeps its calibration; only the
-    network learns (the baseline of ``distill --keep-estimator``).
+    network learns (the baseline of ``distill --keep-estimator``). ``told_only``: every crop told its true
+    conditions, the estimator kept (implies ``keep_estimator``): how the cleanup network is trained.
     """
     from sharpkd import distributed
 
@@ -127,6 +131,7 @@ def train(
     model = models.build(arch, model_config)
     taken = warm_start(model, init.model, init.source) if init is not None else None
     model = model.to(device)
+    keep_estimator = keep_estimator or told_only
     if keep_estimator:
         if arch != "general":
             raise TrainError("--keep-estimator is for a general model (--arch general)")
@@ -140,11 +145,11 @@ def train(
         loss=({"l1": 1.0, "estimator_quantile": quantile} | ({"balance_floor": BALANCE_FLOOR} if balance else {}))
         if arch == "general" else {"l1": 1.0},
         extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None, "init_taken": taken}
-        | ({"keep_estimator": True} if keep_estimator else {}),
+        | ({"keep_estimator": True} if keep_estimator else {}) | ({"told_only": True} if told_only else {}),
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     val = fit(
-        run_dir, spec, model, general_loss(model, 0.0 if keep_estimator else 1.0, balance=balance) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
+        run_dir, spec, model, general_loss(model, 0.0 if keep_estimator else 1.0, balance=balance, told_share=1.0 if told_only else 0.5) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
     if arch == "general" and calibrate and not keep_estimator and ranks.main:
