@@ -38,11 +38,14 @@ CASES = {
 }
 
 
-def sweep(restorers: dict, photos: list[np.ndarray]) -> dict:
+def sweep(restorers: dict, photos: list[np.ndarray], cases: list[str] | None = None) -> dict:
     """{case: {"input": [PSNR-Y per photo], name: [PSNR-Y per photo of each restorer]}}; each restorer
-    is called with the degraded photo and the case's :class:`Degradation`."""
+    is called with the degraded photo and the case's :class:`Degradation`. ``cases``: names of
+    :data:`CASES` (default all)."""
     table = {}
     for case, d in CASES.items():
+        if cases and case not in cases:
+            continue
         rng = np.random.default_rng(0)
         degraded = [apply(hr, d, rng) for hr in photos]
         row = {"input": [metrics.psnr(lq, hr) for lq, hr in zip(degraded, photos)]}
@@ -92,6 +95,7 @@ def main() -> None:
     ap.add_argument("--usm", help="also an unsharp mask RADIUS,AMOUNT (e.g. the one tuned on the training photos)")
     ap.add_argument("--told", action="store_true", help="also each general model told the true conditions")
     ap.add_argument("--json", type=Path, help="also write the per-photo table as JSON")
+    ap.add_argument("--cases", nargs="*", choices=list(CASES), help="only these cases [default: all]")
     args = ap.parse_args()
     dataset = find_dataset(args.dataset)
     val = load_split(dataset, "val")
@@ -109,7 +113,7 @@ def main() -> None:
     results = {}
     for part in dict.fromkeys(part_of[p.name] for p in val):
         photos = [p.hr for p in val if part_of[p.name] == part]
-        results[part] = sweep(restorers, photos)
+        results[part] = sweep(restorers, photos, args.cases)
         print_table(results[part], f"{part}: {len(photos)} validation photos")
         print(flush=True)
     if args.json:

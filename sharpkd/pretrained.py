@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from sharpkd import paths
 from sharpkd.files import torch_load
@@ -83,7 +84,7 @@ class Loaded:
     conditioned: bool
 
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def for_photo(self, read: Callable[[int, int, int, int], torch.Tensor], height: int, width: int) -> PhotoRun:
@@ -97,6 +98,19 @@ class Loaded:
         cond = model.estimate_photo(read, height, width)
         values = tuple(float(v) for v in cond[0])
         described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values))
+        soft = max(values[:2]) >= CLEAN_LEVEL
+        if model.cleanup is not None and not soft:
+            # not soft: the cleanup stage measures noise and JPEG blocking (the estimator sees neither)
+            from sharpkd.models.cleanup import measure
+
+            stats = measure(read, height, width)
+            noise, jpeg = model.cleanup.conditions(stats)
+            values = (values[0], values[1], noise, jpeg)
+            described = (f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values))
+                         + f" (measured noise {stats.noise:.2f}, blocking {stats.blocking:.3f})")
+            if max(noise, jpeg) >= CLEAN_LEVEL:
+                cleanup = model.cleanup
+                return PhotoRun(lambda t: cleanup(t, noise, jpeg), f"{described}: noise/JPEG cleanup", True, values)
         if max(values) < CLEAN_LEVEL:
             return PhotoRun(_identity, f"{described}: clean, left unchanged", False, values)
         return PhotoRun(lambda t: model(t, cond.expand(len(t), -1)), described, True, values)

@@ -21,13 +21,14 @@ training photos produce map to 0, which keeps sharp photos untouched.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sharpkd.models.cleanup import Cleanup, CleanupConfig
 from sharpkd.models.student import Student, StudentConfig
 
 N_CONDITIONS = 4
@@ -48,6 +49,10 @@ class GeneralConfig:
     # training), where no gradient passes, so those guesses stayed exactly 0 whatever the photo.
     linear_estimate: bool = False
     negative_slope: float = 0.0  # of the network's ReLUs (see StudentConfig.negative_slope)
+    # > 0: the model has a cleanup stage of this width for noise and JPEG (:mod:`sharpkd.models.cleanup`),
+    # its network's ReLUs leaking with ``cleanup_negative_slope``
+    cleanup_channels: int = 0
+    cleanup_negative_slope: float = 0.1
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +157,10 @@ class General(nn.Module):
         self.config = config
         self.net = Student(StudentConfig(config.channels, config.blocks, config.unshuffle, N_CONDITIONS, config.negative_slope))
         self.estimator = Estimator(config.estimator_channels, config.linear_estimate)
+        self.cleanup = (
+            Cleanup(CleanupConfig(config.cleanup_channels, config.blocks, config.unshuffle, config.cleanup_negative_slope))
+            if config.cleanup_channels else None
+        )
 
     @property
     def context(self) -> int:

@@ -1,0 +1,192 @@
+"""The general model's cleanup stage: finds noise and JPEG blocking in a photo and removes them.
+
+Why a stage of its own: the general model's estimator never learned to see noise (its guess stays 0 on
+noise sigma 5), and its network, trained on the whole degradation range, learned almost nothing for noise
+or JPEG alone (told the truth: +0.06 / +0.09 dB after a stage of its own; docs/model-card.md). A network
+trained on noise and JPEG alone, every crop told the truth, learns them quickly; and both are easy to
+*measure* without learning anything:
+
+- **noise**: the finest diagonal Haar detail (``(a - b - c + d) / 2`` of each 2x2 cell, per colour) of a
+  clean photo is near zero in its flat parts; Gaussian noise of sigma s gives it an RMS of s everywhere.
+  The statistic is the 10th percentile of that RMS over 16 px blocks (flat blocks only see the noise).
+- **JPEG**: JPEG quantises 8x8 blocks on their own, so the luma steps across block borders (between
+  columns 7 and 8 of each block) grow against the steps inside a block. The statistic compares them with
+  the steps between columns 3 and 4, which sit in the same phase of any x2 or x4 upscale (an upscaled
+  photo has its own period-4 pattern): ``step(7|8) / step(3|4) - 1``, rows and columns averaged.
+
+Each statistic maps to the condition the network is told (noise sigma / 10, (100 - quality) / 70)
+through knots measured on the training photos (:func:`calibrate`), the same way as the blur estimate:
+what sharp training photos reach maps to 0, so a photo is cleaned only when it is measurably noisier
+or blockier than clean photos are. The statistics are taken on bands of whole rows, at most
+:data:`BANDS` of :data:`BAND` rows each, starting on the 8 px grid (JPEG's blocks start at the photo's
+top-left corner), so a 12 MP photo costs a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sharpkd.models.student import Student, StudentConfig
+
+BAND = 64  # rows per band (a multiple of 16: whole 16 px noise blocks, whole 8 px JPEG blocks)
+BANDS = 8  # at most this many bands, spread over the photo's height
+NOISE_PERCENTILE = 0.10
+LUMA = (0.299, 0.587, 0.114)
+# (statistic, condition) knots per kind, first to last; the identity until :func:`calibrate` runs
+KNOTS = 8
+NOISE_LADDER = (2.0, 3.0, 5.0, 8.0, 10.0)  # sigma on 0..255
+JPEG_LADDER = (90, 70, 55, 40, 30)  # quality
+
+Reader = Callable[[int, int, int, int], torch.Tensor]  # (y0, y1, x0, x1) -> 1x3xhxw in 0..1
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The raw measurements of one photo (see the module's docstring)."""
+
+    noise: float  # ~ Gaussian noise sigma on 0..255
+    blocking: float  # 0 for a photo without JPEG's 8 px grid; ~0.6 at quality 40
+
+
+def band_rows(h: int) -> list[int]:
+    """First rows of the bands a photo of height ``h`` is measured on (on the 8 px grid)."""
+    if h <= BAND:
+        return [0]
+    count = min(BANDS, h // BAND)
+    starts = torch.linspace(0, h - BAND, count).tolist()
+    return sorted({int(y) // 8 * 8 for y in starts})
+
+
+def measure(read: Reader, h: int, w: int) -> Stats:
+    """:class:`Stats` of an ``h`` x ``w`` photo given by a region reader (values 0..1)."""
+    rms, across, down = [], torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
+    for y in band_rows(h):
+        x = read(y, min(y + BAND, h), 0, w).double() * 255.0
+        hh, ww = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        if hh < 16 or ww < 16:
+            continue
+        c = x[0, :, :hh, :ww]
+        diag = (c[:, 0::2, 0::2] - c[:, 0::2, 1::2] - c[:, 1::2, 0::2] + c[:, 1::2, 1::2]) / 2
+        bh, bw = diag.shape[1] // 8 * 8, diag.shape[2] // 8 * 8
+        blocks = diag[:, :bh, :bw].reshape(3, bh // 8, 8, bw // 8, 8)
+        rms.append(blocks.square().mean(dim=(0, 2, 4)).sqrt().flatten())
+        luma = sum(k * x[0, i] for i, k in enumerate(LUMA))
+        across += _phase_steps(luma.diff(dim=1).abs().mean(dim=0))
+        down += _phase_steps(luma.diff(dim=0).abs().mean(dim=1))
+    if not rms:
+        return Stats(0.0, 0.0)
+    noise = float(torch.quantile(torch.cat(rms), NOISE_PERCENTILE))
+    blocking = [float(p[7] / p[3] - 1.0) if p[3] > 0 else 0.0 for p in (across, down)]
+    return Stats(noise, max(0.0, sum(blocking) / 2))
+
+
+def measure_tensor(x: torch.Tensor) -> Stats:
+    """:func:`measure` of a 1x3xHxW tensor in 0..1."""
+    return measure(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1])
+
+
+def _phase_steps(steps: torch.Tensor) -> torch.Tensor:
+    """Mean step per phase (index mod 8) of a 1-D profile of absolute steps; step ``i`` lies between
+    pixels ``i`` and ``i + 1``, so phase 7 is the border between two 8 px blocks."""
+    n = len(steps) // 8 * 8
+    if n == 0:
+        return torch.zeros(8, dtype=torch.float64)
+    return steps[:n].reshape(-1, 8).mean(dim=0)
+
+
+def interpolate(x: float, knots: torch.Tensor) -> float:
+    """``x`` through piecewise-linear (value, condition) ``knots`` (2xK, values rising), held at the ends."""
+    xs, ys = knots[0].tolist(), knots[1].tolist()
+    if x <= xs[0]:
+        return ys[0]
+    for i in range(1, len(xs)):
+        if x <= xs[i]:
+            t = (x - xs[i - 1]) / max(xs[i] - xs[i - 1], 1e-9)
+            return ys[i - 1] + t * (ys[i] - ys[i - 1])
+    return ys[-1]
+
+
+@dataclass(frozen=True)
+class CleanupConfig:
+    channels: int = 40
+    blocks: int = 8
+    unshuffle: int = 4
+    negative_slope: float = 0.1
+
+
+class Cleanup(nn.Module):
+    """The cleanup stage: ``net`` (a student told four conditions, of which it is given noise and JPEG:
+    blur and scale stay 0) and the ``knots`` (2 kinds x (statistic, condition) x :data:`KNOTS`) that turn
+    :func:`measure`'s statistics into those conditions."""
+
+    def __init__(self, config: CleanupConfig = CleanupConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.net = Student(StudentConfig(config.channels, config.blocks, config.unshuffle, 4, config.negative_slope))
+        ramp = torch.linspace(0, 1, KNOTS)
+        identity = torch.stack([ramp * 10, ramp])  # noise: sigma 10 -> 1; blocking 1 -> 1 is set by calibrate
+        self.register_buffer("knots", torch.stack([identity, torch.stack([ramp, ramp])]))
+
+    @property
+    def context(self) -> int:
+        return self.net.context
+
+    def conditions(self, stats: Stats) -> tuple[float, float]:
+        """(noise, JPEG) conditions in 0..1 for ``stats``."""
+        return interpolate(stats.noise, self.knots[0]), interpolate(stats.blocking, self.knots[1])
+
+    def forward(self, x: torch.Tensor, noise: float, jpeg: float) -> torch.Tensor:
+        cond = torch.tensor([[0.0, 0.0, noise, jpeg]], device=x.device).expand(len(x), -1)
+        return self.net(x, cond)
+
+
+def ladder_knots(sharp: list[float], ladder: list[tuple[float, float]], zero_quantile: float, scale: float) -> torch.Tensor:
+    """2x:data:`KNOTS` knots from the statistics of sharp photos and a ladder of (median statistic,
+    true condition), rising: the ``zero_quantile`` of the sharp photos' statistics maps to 0, each rung
+    to ``scale`` times its condition (a rung not above the one below it is dropped), the rest holds the
+    last rung's condition."""
+    zero = float(torch.quantile(torch.tensor(sharp, dtype=torch.float64), zero_quantile))
+    xs, ys = [zero], [0.0]
+    for x, y in ladder:
+        if x > xs[-1] + 1e-6:
+            xs.append(x)
+            ys.append(y * scale)
+    while len(xs) < KNOTS:
+        xs.append(xs[-1] + 1e-3)
+        ys.append(ys[-1])
+    return torch.tensor([xs[:KNOTS], ys[:KNOTS]], dtype=torch.float32)
+
+
+@torch.no_grad()
+def calibrate(cleanup: Cleanup, photos: list, zero_quantile: float = 0.95, scale: float = 1.0) -> dict:
+    """Fit ``cleanup.knots`` on sharp training ``photos`` (HxWx3 uint8): the statistics of the photos
+    as they are, and the median statistic of each rung of :data:`NOISE_LADDER` / :data:`JPEG_LADDER`
+    (see :func:`ladder_knots`). Returns what was measured and the knots."""
+    import numpy as np
+
+    from sharpkd.degrade import Degradation, apply, conditions
+    from sharpkd.pairs import to_tensor
+
+    def stats(d: Degradation) -> list[Stats]:
+        rng = np.random.default_rng(0)
+        out = []
+        for photo in photos:
+            out.append(measure_tensor(to_tensor(photo if d == Degradation() else apply(photo, d, rng))))
+        return out
+
+    sharp = stats(Degradation())
+    noise = [(float(np.median([s.noise for s in stats(Degradation(noise=n))])), conditions(Degradation(noise=n))[2]) for n in NOISE_LADDER]
+    jpeg = [(float(np.median([s.blocking for s in stats(Degradation(jpeg=q))])), conditions(Degradation(jpeg=q))[3]) for q in JPEG_LADDER]
+    knots = torch.stack([
+        ladder_knots([s.noise for s in sharp], sorted(noise), zero_quantile, scale),
+        ladder_knots([s.blocking for s in sharp], sorted(jpeg), zero_quantile, scale),
+    ])
+    cleanup.knots.copy_(knots)
+    return {"photos": len(photos), "zero_quantile": zero_quantile, "scale": scale, "noise_ladder": noise, "jpeg_ladder": jpeg,
+            "sharp_noise": [round(s.noise, 4) for s in sharp], "sharp_blocking": [round(s.blocking, 4) for s in sharp],
+            "knots": [[[round(v, 4) for v in row] for row in kind] for kind in knots.tolist()]}
+

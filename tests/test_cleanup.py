@@ -1,0 +1,107 @@
+"""The general model's cleanup stage: measuring noise and JPEG blocking, its calibration, and routing."""
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+
+from sharpkd import pretrained
+from sharpkd.degrade import ARTIFACTS, Degradation, apply, conditions
+from sharpkd.inference import enhance_pixels
+from sharpkd.models.cleanup import (
+    KNOTS,
+    Stats,
+    band_rows,
+    calibrate,
+    interpolate,
+    ladder_knots,
+    measure_tensor,
+)
+from sharpkd.models.general import General, GeneralConfig
+
+
+def stats_of(photo: np.ndarray) -> Stats:
+    return measure_tensor(torch.from_numpy(np.array(photo)).permute(2, 0, 1)[None].float() / 255)
+
+
+@pytest.fixture(scope="module")
+def smooth():
+    """A photo with little fine detail of its own (coffee, blurred a little): noise shows on it."""
+    return apply(skimage.data.coffee(), Degradation(1.0, 1.0))
+
+
+def test_noise_statistic_follows_the_noise_sigma(smooth):
+    rng = np.random.default_rng(0)
+    assert stats_of(smooth).noise < 0.5
+    for sigma in (2.0, 5.0, 8.0):
+        assert stats_of(apply(smooth, Degradation(noise=sigma), rng)).noise == pytest.approx(sigma, rel=0.2)
+
+
+def test_blocking_statistic_sees_jpeg_and_not_upscaling():
+    photo = skimage.data.astronaut()
+    clean = stats_of(photo).blocking
+    q90, q40 = stats_of(apply(photo, Degradation(jpeg=90))).blocking, stats_of(apply(photo, Degradation(jpeg=40))).blocking
+    assert q40 > q90 > clean and q40 > 0.2
+    # an x2 or x4 bicubic upscale has a period that divides 8: compared at the same phase, no blocking
+    for scale in (2.0, 4.0):
+        assert stats_of(apply(photo, Degradation(scale=scale))).blocking < 0.05
+    # a JPEG grid that does not start at the photo's corner is not the photo's grid: not counted
+    shifted = apply(photo, Degradation(jpeg=40))[4:, 4:]
+    assert stats_of(shifted).blocking < q40 / 2
+
+
+def test_measurement_reads_bands_on_the_jpeg_grid_and_handles_tiny_photos():
+    rows = band_rows(3000)
+    assert len(rows) == 8 and all(r % 8 == 0 for r in rows) and rows[-1] + 64 <= 3000
+    assert band_rows(50) == [0]
+    assert stats_of(np.zeros((10, 10, 3), np.uint8)) == Stats(0.0, 0.0)
+
+
+def test_knots_map_sharp_photos_to_zero_and_rise_through_the_ladder():
+    knots = ladder_knots([0.1, 0.2, 0.3, 0.4], [(0.25, 0.1), (1.0, 0.5), (2.0, 1.0)], 1.0, 0.8)
+    assert knots.shape == (2, KNOTS)
+    xs, ys = knots.tolist()
+    assert xs[0] == pytest.approx(0.4) and ys[0] == 0  # the rung at 0.25 lies below the sharp photos: dropped
+    assert ys[1:3] == pytest.approx([0.4, 0.8])  # scale 0.8
+    assert interpolate(0.3, knots) == 0 and interpolate(1.5, knots) == pytest.approx(0.6) and interpolate(9.0, knots) == pytest.approx(0.8)
+
+
+def test_the_artifacts_range_has_no_blur_or_resizing():
+    rng = np.random.default_rng(0)
+    samples = [ARTIFACTS.sample(rng) for _ in range(300)]
+    assert all(d.sigma_x == 0 and d.scale == 1 for d in samples)
+    clean = sum(d == Degradation() for d in samples) / len(samples)
+    assert clean == pytest.approx(ARTIFACTS.clean_share, abs=0.05)
+    assert any(d.noise and d.jpeg for d in samples) and any(d.noise and not d.jpeg for d in samples)
+
+
+def general_with_cleanup() -> General:
+    torch.manual_seed(0)
+    model = General(GeneralConfig(channels=8, blocks=2, estimator_channels=4, cleanup_channels=8)).eval()
+    torch.nn.init.normal_(model.cleanup.net.tail.weight, std=0.05)
+    torch.nn.init.constant_(model.estimator.head.bias, -50.0)  # the estimator finds every photo sharp
+    return model
+
+
+def test_calibrated_cleanup_runs_on_noisy_photos_only_and_tiles_match_the_whole(smooth):
+    model = general_with_cleanup()
+    photos = [np.ascontiguousarray(smooth[:200, :200]), np.ascontiguousarray(smooth[200:400, 200:400])]
+    info = calibrate(model.cleanup, photos)
+    xs = model.cleanup.knots[:, 0]  # the statistics of each kind's knots: rising
+    assert info["photos"] == 2 and bool((xs[:, 1:] > xs[:, :-1]).all())
+    loaded = pretrained.describe(model, "g")
+    crop = np.ascontiguousarray(smooth[:180, :230])
+    out, run = enhance_pixels(loaded, crop)
+    assert not run.changes and np.array_equal(out, crop) and "clean, left unchanged" in run.described
+    noisy = apply(crop, Degradation(noise=6.0), np.random.default_rng(1))
+    whole, run = enhance_pixels(loaded, noisy, tile=0)
+    tiled, _ = enhance_pixels(loaded, noisy, tile=64)
+    assert run.changes and run.described.endswith("noise/JPEG cleanup")
+    assert run.conditions[2] == pytest.approx(conditions(Degradation(noise=6.0))[2], abs=0.15)
+    assert np.abs(whole.astype(int) - noisy).max() > 0  # the cleanup network ran
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_a_general_model_without_cleanup_loads_and_runs_as_before():
+    model = General(GeneralConfig(channels=8, blocks=2, estimator_channels=4))
+    assert model.cleanup is None and not any(k.startswith("cleanup") for k in model.state_dict())

@@ -1,0 +1,59 @@
+"""Give a general model a cleanup stage for noise and JPEG (maintainers' tool, docs/model-card.md).
+
+    python tools/add_cleanup.py GENERAL CLEANUP_RUN --dataset mixed --out W.pt [--every 4] [--zero-quantile 0.95] [--scale 1.0]
+
+GENERAL: the general model to extend ('general' for the bundled one, or a weights file); CLEANUP_RUN: a
+general model trained with ``train-teacher --arch general --told-only`` on a data set prepared with
+``--degradations artifacts``, whose network becomes the cleanup network. The knots that turn the
+measured noise and blocking into the conditions the cleanup network is told are calibrated on every
+``--every``-th training photo of ``--dataset`` (:func:`sharpkd.models.cleanup.calibrate`):
+``--zero-quantile`` of the sharp photos' statistics maps to 0, ``--scale`` multiplies the conditions
+(below 1: tell less than measured). Writes a weights file that ``enhance --weights`` and
+``tools/bundle_weights.py`` take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sharpkd import pretrained
+from sharpkd.models.cleanup import calibrate
+from sharpkd.models.general import General, GeneralConfig
+from sharpkd.pairs import find_dataset, load_split
+from sharpkd.training import save_atomic
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("general")
+    ap.add_argument("cleanup_run", type=Path)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--every", type=int, default=4, help="calibrate on every N-th training photo")
+    ap.add_argument("--zero-quantile", type=float, default=0.95, help="this quantile of sharp photos' statistics maps to 0")
+    ap.add_argument("--scale", type=float, default=1.0, help="tell the cleanup network this times the calibrated conditions")
+    a = ap.parse_args()
+    base = pretrained.load(a.general) if a.general == "general" else pretrained.load_file(Path(a.general))
+    source = pretrained.load_file(a.cleanup_run)
+    if base.arch != "general" or source.arch != "general":
+        raise SystemExit("both GENERAL and CLEANUP_RUN must be general models")
+    net = source.model.net
+    config = GeneralConfig(**{**base.model.config.to_dict(), "cleanup_channels": net.config.channels,
+                              "cleanup_negative_slope": net.config.negative_slope})
+    if net.config.blocks != config.blocks:
+        raise SystemExit(f"the cleanup network has {net.config.blocks} blocks, the general model {config.blocks}")
+    model = General(config)
+    model.load_state_dict(base.model.state_dict(), strict=False)
+    model.cleanup.net.load_state_dict(net.state_dict())
+    photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[:: a.every]]
+    info = calibrate(model.cleanup, photos, a.zero_quantile, a.scale)
+    info |= {"general": base.source, "cleanup_run": str(a.cleanup_run), "calibrated_on": f"{a.dataset} train[::{a.every}]"}
+    print(json.dumps(info))
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    save_atomic({"arch": "general", "config": config.to_dict(), "state_dict": state, "info": json.dumps(info)}, a.out)
+
+
+if __name__ == "__main__":
+    main()
