@@ -25,7 +25,7 @@ import torch
 from sharpkd import metrics, pretrained
 from sharpkd.degrade import Degradation, apply
 from sharpkd.inference import enhance
-from sharpkd.models.cleanup import ladder_knots, measure_tensor
+from sharpkd.models.cleanup import fitted_knots, measure_tensor
 from sharpkd.models.general import Told
 from sharpkd.pairs import find_dataset, load_split, to_tensor
 
@@ -69,11 +69,7 @@ def main() -> None:
         measured[case] = rows
     for q in a.quantiles:
         for s in a.scales:
-            knots = torch.stack([
-                ladder_knots(info["sharp_noise"], sorted(map(tuple, info["noise_ladder"])), q, s),
-                ladder_knots(info["sharp_blocking"], sorted(map(tuple, info["jpeg_ladder"])), q, s),
-            ])
-            model.cleanup.knots.copy_(knots)
+            model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": q, "scale": s}))
             print(f"zero quantile {q}, scale {s}:")
             for case, rows in measured.items():
                 gains, touched = [], 0

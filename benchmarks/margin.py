@@ -1,6 +1,6 @@
 """The smallest tile context (margin) that keeps tiled output within 1 level of the whole-image pass.
 
-    python benchmarks/margin.py --dataset mixed --models x4 general [--weights RUN ...] [--photos 20] [--margins 44 36 32 28 24 20]
+    python benchmarks/margin.py --dataset mixed --models x4 general [--weights RUN ...] [--photos 20] [--margins 44 36 32 28 24 20] [--noise 5 | --jpeg 40]
 
 A model's receptive field (``context``, 44 px for the 40x8 students) is a safe bound, but the weights far
 from the centre are tiny: a smaller margin changes the output by less than a rounding step, and each
@@ -8,7 +8,8 @@ from the centre are tiny: a smaller margin changes the output by less than a rou
 For each margin this runs 128 px tiles and the whole image on real photos (the data set's validation
 photos, degraded as in training so that every model changes them) and reports the largest difference
 in 8-bit levels and the share of values that differ. The margin chosen per model is stored in its spec
-(``weights/<name>.json``, "context") and ``tests/test_golden.py`` checks the 1-level bound.
+(``weights/<name>.json``, "context") and ``tests/test_golden.py`` checks the 1-level bound. ``--noise S``
+or ``--jpeg Q`` degrade the photos that way instead (a general model's cleanup stage runs on them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def main() -> None:
     ap.add_argument("--weights", nargs="*", default=[], help="run folders or weights files (before bundling)")
     ap.add_argument("--photos", type=int, default=20)
     ap.add_argument("--margins", type=int, nargs="*", default=[44, 36, 32, 28, 24, 20])
+    ap.add_argument("--noise", type=float, default=0.0, help="degrade with Gaussian noise of this sigma instead")
+    ap.add_argument("--jpeg", type=int, default=0, help="degrade with JPEG of this quality instead")
     a = ap.parse_args()
     val = load_split(find_dataset(a.dataset), "val")
     photos = [p.hr for p in val[:: max(1, len(val) // a.photos)]][: a.photos]
@@ -44,6 +47,8 @@ def main() -> None:
     candidates += [(Path(w).stem, pretrained.load_file(Path(w))) for w in a.weights]
     for name, loaded in candidates:
         d = DEGRADATION.get(name, DEGRADATION["x4"] if loaded.arch != "general" else DEFAULT)
+        if a.noise or a.jpeg:
+            d = Degradation(noise=a.noise, jpeg=a.jpeg)
         inputs = [apply(hr, d, np.random.default_rng(0)) for hr in photos]
         wholes = [enhance_pixels(loaded, lq, tile=0)[0] for lq in inputs]
         for m in a.margins:

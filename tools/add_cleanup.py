@@ -8,7 +8,9 @@ general model trained with ``train-teacher --arch general --told-only`` on a dat
 measured noise and blocking into the conditions the cleanup network is told are calibrated on every
 ``--every``-th training photo of ``--dataset`` (:func:`sharpkd.models.cleanup.calibrate`):
 ``--zero-quantile`` of the sharp photos' statistics maps to 0, ``--scale`` multiplies the conditions
-(below 1: tell less than measured). Writes a weights file that ``enhance --weights`` and
+(below 1: tell less than measured). ``--knots-from W`` takes the knots (and their record) from the cleanup
+stage of W instead, and ``--quantile``/``--scale`` refit them from the statistics W recorded, without
+measuring again. Writes a weights file that ``enhance --weights`` and
 ``tools/bundle_weights.py`` take.
 """
 
@@ -18,8 +20,10 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from sharpkd import pretrained
-from sharpkd.models.cleanup import calibrate
+from sharpkd.models.cleanup import calibrate, fitted_knots
 from sharpkd.models.general import General, GeneralConfig
 from sharpkd.pairs import find_dataset, load_split
 from sharpkd.training import save_atomic
@@ -34,6 +38,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=4, help="calibrate on every N-th training photo")
     ap.add_argument("--zero-quantile", type=float, default=0.95, help="this quantile of sharp photos' statistics maps to 0")
     ap.add_argument("--scale", type=float, default=1.0, help="tell the cleanup network this times the calibrated conditions")
+    ap.add_argument("--knots-from", type=Path, help="refit the knots from the statistics this weights file recorded instead of measuring")
     a = ap.parse_args()
     base = pretrained.load(a.general) if a.general == "general" else pretrained.load_file(Path(a.general))
     source = pretrained.load_file(a.cleanup_run)
@@ -47,9 +52,16 @@ def main() -> None:
     model = General(config)
     model.load_state_dict(base.model.state_dict(), strict=False)
     model.cleanup.net.load_state_dict(net.state_dict())
-    photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[:: a.every]]
-    info = calibrate(model.cleanup, photos, a.zero_quantile, a.scale)
-    info |= {"general": base.source, "cleanup_run": str(a.cleanup_run), "calibrated_on": f"{a.dataset} train[::{a.every}]"}
+    if a.knots_from:
+        info = json.loads(torch.load(a.knots_from, weights_only=True)["info"])
+        info = {k: v for k, v in info.items() if k not in ("general", "cleanup_run")} | {"zero_quantile": a.zero_quantile, "scale": a.scale}
+        model.cleanup.knots.copy_(fitted_knots(info))
+        info["knots"] = [[[round(v, 4) for v in row] for row in kind] for kind in model.cleanup.knots.tolist()]
+    else:
+        photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[:: a.every]]
+        info = calibrate(model.cleanup, photos, a.zero_quantile, a.scale)
+        info["calibrated_on"] = f"{a.dataset} train[::{a.every}]"
+    info |= {"general": base.source, "cleanup_run": str(a.cleanup_run)}
     print(json.dumps(info))
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     save_atomic({"arch": "general", "config": config.to_dict(), "state_dict": state, "info": json.dumps(info)}, a.out)

@@ -65,7 +65,7 @@ def measure(read: Reader, h: int, w: int) -> Stats:
     """:class:`Stats` of an ``h`` x ``w`` photo given by a region reader (values 0..1)."""
     rms, across, down = [], torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
     for y in band_rows(h):
-        x = read(y, min(y + BAND, h), 0, w).double() * 255.0
+        x = read(y, min(y + BAND, h), 0, w).float() * 255.0
         hh, ww = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
         if hh < 16 or ww < 16:
             continue
@@ -75,8 +75,8 @@ def measure(read: Reader, h: int, w: int) -> Stats:
         blocks = diag[:, :bh, :bw].reshape(3, bh // 8, 8, bw // 8, 8)
         rms.append(blocks.square().mean(dim=(0, 2, 4)).sqrt().flatten())
         luma = sum(k * x[0, i] for i, k in enumerate(LUMA))
-        across += _phase_steps(luma.diff(dim=1).abs().mean(dim=0))
-        down += _phase_steps(luma.diff(dim=0).abs().mean(dim=1))
+        across += _phase_steps(luma.diff(dim=1).abs().mean(dim=0).double())
+        down += _phase_steps(luma.diff(dim=0).abs().mean(dim=1).double())
     if not rms:
         return Stats(0.0, 0.0)
     noise = float(torch.quantile(torch.cat(rms), NOISE_PERCENTILE))
@@ -161,6 +161,15 @@ def ladder_knots(sharp: list[float], ladder: list[tuple[float, float]], zero_qua
     return torch.tensor([xs[:KNOTS], ys[:KNOTS]], dtype=torch.float32)
 
 
+def fitted_knots(info: dict) -> torch.Tensor:
+    """2x2x:data:`KNOTS` knots from what :func:`calibrate` recorded (``info``: its statistics of the sharp
+    photos and ladders, with the ``zero_quantile`` and ``scale`` to use)."""
+    return torch.stack([
+        ladder_knots(info["sharp_noise"], sorted(map(tuple, info["noise_ladder"])), info["zero_quantile"], info["scale"]),
+        ladder_knots(info["sharp_blocking"], sorted(map(tuple, info["jpeg_ladder"])), info["zero_quantile"], info["scale"]),
+    ])
+
+
 @torch.no_grad()
 def calibrate(cleanup: Cleanup, photos: list, zero_quantile: float = 0.95, scale: float = 1.0) -> dict:
     """Fit ``cleanup.knots`` on sharp training ``photos`` (HxWx3 uint8): the statistics of the photos
@@ -179,14 +188,13 @@ def calibrate(cleanup: Cleanup, photos: list, zero_quantile: float = 0.95, scale
         return out
 
     sharp = stats(Degradation())
-    noise = [(float(np.median([s.noise for s in stats(Degradation(noise=n))])), conditions(Degradation(noise=n))[2]) for n in NOISE_LADDER]
-    jpeg = [(float(np.median([s.blocking for s in stats(Degradation(jpeg=q))])), conditions(Degradation(jpeg=q))[3]) for q in JPEG_LADDER]
-    knots = torch.stack([
-        ladder_knots([s.noise for s in sharp], sorted(noise), zero_quantile, scale),
-        ladder_knots([s.blocking for s in sharp], sorted(jpeg), zero_quantile, scale),
-    ])
+    info = {
+        "photos": len(photos), "zero_quantile": zero_quantile, "scale": scale,
+        "noise_ladder": [(float(np.median([s.noise for s in stats(Degradation(noise=n))])), conditions(Degradation(noise=n))[2]) for n in NOISE_LADDER],
+        "jpeg_ladder": [(float(np.median([s.blocking for s in stats(Degradation(jpeg=q))])), conditions(Degradation(jpeg=q))[3]) for q in JPEG_LADDER],
+        "sharp_noise": [round(s.noise, 4) for s in sharp], "sharp_blocking": [round(s.blocking, 4) for s in sharp],
+    }
+    knots = fitted_knots(info)
     cleanup.knots.copy_(knots)
-    return {"photos": len(photos), "zero_quantile": zero_quantile, "scale": scale, "noise_ladder": noise, "jpeg_ladder": jpeg,
-            "sharp_noise": [round(s.noise, 4) for s in sharp], "sharp_blocking": [round(s.blocking, 4) for s in sharp],
-            "knots": [[[round(v, 4) for v in row] for row in kind] for kind in knots.tolist()]}
+    return info | {"knots": [[[round(v, 4) for v in row] for row in kind] for kind in knots.tolist()]}
 
