@@ -3,8 +3,8 @@
     python benchmarks/cleanup_safety.py WEIGHTS --dataset mixed [--every 17] [--quantiles 0.9 0.95 0.99] [--scales 0.6 0.8 1.0]
 
 WEIGHTS: a general model with a cleanup stage (``tools/add_cleanup.py``). For every ``--every``-th training
-photo (from the 6th, so not the photos the knots were calibrated on when both use the default steps)
-and each case below, the photo is degraded and measured once; then, for each choice of the zero
+photo from the 6th (a quarter of them are among ``add_cleanup``'s calibration photos, every 4th) and each
+case below, the photo is degraded and measured once; then, for each choice of the zero
 quantile (the share of sharp calibration photos whose statistic maps to 0) and the scale (the factor on
 the told conditions), the knots are refitted from the *calibration photos' statistics* stored in WEIGHTS'
 info, and the cleanup network restores the photo told what those knots give (or leaves it alone). Prints

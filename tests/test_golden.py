@@ -26,6 +26,28 @@ def test_bundled_model_reproduces_its_golden_output(name, tile):
     assert np.abs(data["output"].astype(int) - data["input"]).max() > 10  # the golden case is one the model changes
 
 
+CLEANUP = sorted(p.stem.removesuffix("-cleanup") for p in GOLDEN.glob("*-cleanup.npz"))
+
+
+@pytest.mark.parametrize("name", CLEANUP)
+@pytest.mark.parametrize("tile", [0, 64])
+def test_cleanup_stage_reproduces_its_golden_output(name, tile):
+    data = np.load(GOLDEN / f"{name}-cleanup.npz")
+    assert str(data["sha256"]) == pretrained.bundled_spec(name).sha256, "weights changed: rerun tools/make_golden.py"
+    loaded = load(name)
+    out = enhance(loaded, data["input"], tile=tile)
+    diff = np.abs(out.astype(int) - data["output"])
+    assert diff.max() <= 1 and (diff > 0).mean() < (0.001 if tile == 0 else 0.01), (diff.max(), (diff > 0).mean())
+    assert np.abs(data["output"].astype(int) - data["input"]).max() > 10
+    from sharpkd.inference import photo_run
+
+    assert photo_run(loaded, data["input"]).described.endswith("noise/JPEG cleanup")
+
+
+def test_models_with_a_cleanup_stage_have_a_cleanup_golden():
+    assert CLEANUP == sorted(n for n in pretrained.BUNDLED if getattr(load(n).model, "cleanup", None) is not None)
+
+
 def test_every_path_gives_the_same_pixels(photo):
     """CLI core, Python API (array and PIL) and evaluation run the same function."""
     from PIL import Image
