@@ -62,7 +62,9 @@ def main() -> None:
         for hr in photos:
             lq = hr if d == Degradation() else apply(hr, d, rng)
             x = to_tensor(lq)
-            if loaded.conditioned and max(float(v) for v in model.estimate(x)[0, :2]) >= pretrained.CLEAN_LEVEL:
+            raw = model.estimate(x, raw=True)
+            soft = max(float(v) for v in model.estimator.calibrated(raw)[0, :2]) >= pretrained.CLEAN_LEVEL
+            if soft or float(raw[0, 0]) > float(model.cleanup.max_raw_blur):
                 rows.append((lq, hr, None, metrics.psnr(lq, hr)))  # soft: the general network's, not the cleanup's
                 continue
             rows.append((lq, hr, measure_tensor(x), metrics.psnr(lq, hr)))
@@ -75,7 +77,7 @@ def main() -> None:
                 gains, touched = [], 0
                 for lq, hr, stats, base in rows:
                     if stats is None:
-                        gains.append(0.0)
+                        gains.append(np.inf if np.isinf(base) else 0.0)
                         continue
                     noise, jpeg = model.cleanup.conditions(stats)
                     if max(noise, jpeg) < pretrained.CLEAN_LEVEL:

@@ -95,11 +95,14 @@ class Loaded:
         if not self.conditioned:
             return PhotoRun(self.model, self.name)
         model = self.model
-        cond = model.estimate_photo(read, height, width)
+        raw = model.estimate_photo(read, height, width, raw=True)
+        cond = model.estimator.calibrated(raw)
         values = tuple(float(v) for v in cond[0])
         described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values))
         soft = max(values[:2]) >= CLEAN_LEVEL
-        if model.cleanup is not None and not soft:
+        if model.cleanup is not None and not soft and float(raw[0, 0]) > float(model.cleanup.max_raw_blur):
+            described += f" (raw blur {float(raw[0, 0]):.3f}: a little soft, no noise/JPEG cleanup)"
+        elif model.cleanup is not None and not soft:
             # not soft: the cleanup stage measures noise and JPEG blocking (the estimator sees neither)
             from sharpkd.models.cleanup import measure
 

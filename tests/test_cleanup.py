@@ -13,6 +13,7 @@ from sharpkd.models.cleanup import (
     Stats,
     band_rows,
     calibrate,
+    fitted_knots,
     interpolate,
     ladder_knots,
     measure_tensor,
@@ -66,6 +67,15 @@ def test_knots_map_sharp_photos_to_zero_and_rise_through_the_ladder():
     assert interpolate(0.3, knots) == 0 and interpolate(1.5, knots) == pytest.approx(0.6) and interpolate(9.0, knots) == pytest.approx(0.8)
 
 
+def test_a_noise_scale_of_zero_turns_noise_cleanup_off():
+    info = {"sharp_noise": [0.5, 1.0], "sharp_blocking": [0.1, 0.2], "noise_ladder": [[2.0, 0.2], [5.0, 0.5]],
+            "jpeg_ladder": [[0.3, 0.4], [0.6, 0.9]], "zero_quantile": 1.0, "scale": 0.8}
+    both = fitted_knots(info)
+    assert interpolate(5.0, both[0]) == pytest.approx(0.4) and interpolate(0.6, both[1]) == pytest.approx(0.72)
+    jpeg_only = fitted_knots(info | {"noise_scale": 0.0})
+    assert interpolate(9.0, jpeg_only[0]) == 0 and torch.equal(jpeg_only[1], both[1])
+
+
 def test_the_artifacts_range_has_no_blur_or_resizing():
     rng = np.random.default_rng(0)
     samples = [ARTIFACTS.sample(rng) for _ in range(300)]
@@ -100,6 +110,10 @@ def test_calibrated_cleanup_runs_on_noisy_photos_only_and_tiles_match_the_whole(
     assert run.conditions[2] == pytest.approx(conditions(Degradation(noise=6.0))[2], abs=0.15)
     assert np.abs(whole.astype(int) - noisy).max() > 0  # the cleanup network ran
     assert np.abs(whole.astype(int) - tiled).max() <= 1
+    # a photo whose raw blur guess is above max_raw_blur (here every photo) is a little soft: no cleanup
+    model.cleanup.max_raw_blur.fill_(-1.0)
+    out, run = enhance_pixels(loaded, noisy)
+    assert not run.changes and np.array_equal(out, noisy) and "no noise/JPEG cleanup" in run.described
 
 
 def test_a_general_model_without_cleanup_loads_and_runs_as_before():

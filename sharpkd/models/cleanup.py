@@ -130,6 +130,11 @@ class Cleanup(nn.Module):
         ramp = torch.linspace(0, 1, KNOTS)
         identity = torch.stack([ramp * 10, ramp])  # noise: sigma 10 -> 1; blocking 1 -> 1 is set by calibrate
         self.register_buffer("knots", torch.stack([identity, torch.stack([ramp, ramp])]))
+        # the largest raw blur guess of the general model's estimator at which the stage still runs: a
+        # photo a little soft (calibrated to blur 0, but its raw guess above this) is left alone, since
+        # on such a photo a JPEG grid of its own still measures as blocking after the blur, and removing
+        # it takes detail too (measured: blur 0.6 on very blocky photos). 1: no such limit.
+        self.register_buffer("max_raw_blur", torch.tensor(1.0))
 
     @property
     def context(self) -> int:
@@ -163,9 +168,11 @@ def ladder_knots(sharp: list[float], ladder: list[tuple[float, float]], zero_qua
 
 def fitted_knots(info: dict) -> torch.Tensor:
     """2x2x:data:`KNOTS` knots from what :func:`calibrate` recorded (``info``: its statistics of the sharp
-    photos and ladders, with the ``zero_quantile`` and ``scale`` to use)."""
+    photos and ladders, with the ``zero_quantile`` and ``scale`` to use; ``noise_scale``, if given, for
+    the noise knots instead: 0 turns noise cleanup off)."""
+    noise_scale = info.get("noise_scale", info["scale"])
     return torch.stack([
-        ladder_knots(info["sharp_noise"], sorted(map(tuple, info["noise_ladder"])), info["zero_quantile"], info["scale"]),
+        ladder_knots(info["sharp_noise"], sorted(map(tuple, info["noise_ladder"])), info["zero_quantile"], noise_scale),
         ladder_knots(info["sharp_blocking"], sorted(map(tuple, info["jpeg_ladder"])), info["zero_quantile"], info["scale"]),
     ])
 

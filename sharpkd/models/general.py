@@ -175,10 +175,12 @@ class General(nn.Module):
         guess = torch.cat([self.estimator(textured_crops(image[None])).mean(dim=0, keepdim=True) for image in x])
         return guess if raw else self.estimator.calibrated(guess)
 
-    def estimate_photo(self, read: Reader, h: int, w: int) -> torch.Tensor:
-        """1x4 calibrated conditions of one photo given by a region reader (see :func:`select_crops`)."""
+    def estimate_photo(self, read: Reader, h: int, w: int, raw: bool = False) -> torch.Tensor:
+        """1x4 calibrated conditions of one photo given by a region reader (see :func:`select_crops`);
+        the estimator's raw guess if ``raw``."""
         crops = select_crops(read, h, w).to(next(self.parameters()).device)
-        return self.estimator.calibrated(self.estimator(crops).mean(dim=0, keepdim=True))
+        guess = self.estimator(crops).mean(dim=0, keepdim=True)
+        return guess if raw else self.estimator.calibrated(guess)
 
     def forward_features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if cond is None:
