@@ -243,7 +243,10 @@ def dataset_or_fail(name: str | None) -> Path:
 @click.option("--told-only", is_flag=True,
               help="general: every crop is restored told its true degradation (not half with the estimator's guess) and the "
                    "estimator is kept as --init's: trains a cleanup network (data set prepared with --degradations artifacts).")
-def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope, keep_estimator, told_only) -> None:
+@click.option("--told-measured", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="general: like --told-only, but each crop is told what the cleanup stage of this weights file measures "
+                   "on it (through its knots) instead of the truth.")
+def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_every, log_every, device, init_from, workers, arch, channels, blocks, calibrate, balance_loss, linear_estimate, negative_slope, keep_estimator, told_only, told_measured) -> None:
     """Train the teacher (deep, wide residual CNN) with L1 against HR. Re-running resumes."""
     from sharpkd import paths
     from sharpkd.train_teacher import train
@@ -253,8 +256,16 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     overrides = model_overrides(arch, channels, blocks, linear_estimate, negative_slope)
     if keep_estimator and (arch != "general" or init_from is None):
         raise click.UsageError("--keep-estimator is for --arch general with --init (the estimator to keep)")
-    if told_only and arch != "general":
-        raise click.UsageError("--told-only is for --arch general")
+    if (told_only or told_measured) and arch != "general":
+        raise click.UsageError("--told-only and --told-measured are for --arch general")
+    measured_by = None
+    if told_measured:
+        try:
+            measured_by = pretrained.load_file(told_measured).model.cleanup
+        except (pretrained.WeightsError, AttributeError) as e:
+            fail(f"--told-measured {told_measured}: {e}")
+        if measured_by is None:
+            fail(f"--told-measured {told_measured}: this model has no cleanup stage (tools/add_cleanup.py makes one)")
     if balance_loss and arch != "general":
         raise click.UsageError("--balance-loss is for --arch general")
     cfg = train_config(steps, batch_size, patch, lr, seed, val_every, workers, log_every)
@@ -262,7 +273,7 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
     console.out.print(f"training {arch} on {escape(str(dataset_dir))} -> {escape(str(run_dir))}")
     say_resuming(run_dir)
     init = init_weights(init_from, arch)
-    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss, keep_estimator, told_only))
+    val = run_training(f"train {arch}", lambda on_step: train(dataset_dir, run_dir, cfg, arch, overrides, dev, on_step, init, calibrate, balance_loss, keep_estimator, told_only, measured_by))
     print_validation(val, run_dir)
     finish()
 

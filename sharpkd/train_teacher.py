@@ -7,8 +7,8 @@ trains the general student on a data set prepared with ``--degradations general`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -51,13 +51,16 @@ def general_loss(
     lambda_out: float = 0.0,
     balance: bool = False,
     told_share: float = 0.5,
+    measured: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
     """L1 to HR of the restoration, plus the estimator's quantile loss to the true conditions.
 
     Half of each batch (``told_share``) is restored with the true conditions (so a stated degradation is
     obeyed), half with the estimator's guess, detached (so the network also learns to live with the
     estimator's errors, as it must in blind mode). ``told_share`` 1: every crop told the truth (the cleanup
-    network, whose conditions come from a measurement, not from the estimator). With a ``teacher`` (a larger general model, frozen) and
+    network, whose conditions come from a measurement, not from the estimator). ``measured``: a batch of
+    inputs -> the conditions to tell instead of the truth (the cleanup stage's measurement through its
+    knots), so the network learns what to do with what it will be told. With a ``teacher`` (a larger general model, frozen) and
     ``lambda_out`` > 0, an L1 to the teacher's output under the same conditions is added: output
     distillation between general models (``sharpkd distill --teacher`` a general model). ``balance``:
     each crop's L1 to HR weighted by 1 / (its input's L1 error + :data:`BALANCE_FLOOR`), the weights
@@ -65,6 +68,8 @@ def general_loss(
     """
 
     def loss(lq: torch.Tensor, hr: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        if measured is not None:
+            cond = measured(lq)
         guess = model.estimator.for_loss(lq)
         est = quantile_loss(guess, cond, quantile)
         told = torch.rand(len(lq), 1, device=lq.device) < told_share
@@ -86,6 +91,17 @@ def general_loss(
         return total, parts
 
     return loss
+
+
+def _measured_conditions(cleanup: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Bx3xhxw crops -> Bx4 conditions (0, 0, noise, JPEG) as ``cleanup`` measures them."""
+    from sharpkd.models.cleanup import measure_tensor
+
+    def conditions(lq: torch.Tensor) -> torch.Tensor:
+        rows = [(0.0, 0.0, *cleanup.conditions(measure_tensor(x[None].detach().cpu()))) for x in lq]
+        return torch.tensor(rows, dtype=lq.dtype, device=lq.device)
+
+    return conditions
 
 
 def general_degradations(dataset_dir: Path, manifest: dict) -> DegradationRange:
@@ -112,6 +128,7 @@ def train(
     balance: bool = False,
     keep_estimator: bool = False,
     told_only: bool = False,
+    measured_by: torch.nn.Module | None = None,
 ) -> dict:
     """Train (or resume) ``arch`` on ``dataset_dir``; returns the final validation numbers.
 
@@ -121,6 +138,8 @@ def train(
     the general model's estimator (from ``init``) is not trained and keeps its calibration; only the
     network learns (the baseline of ``distill --keep-estimator``). ``told_only``: every crop told its true
     conditions, the estimator kept (implies ``keep_estimator``): how the cleanup network is trained.
+    ``measured_by``: a cleanup stage (:class:`sharpkd.models.cleanup.Cleanup`) whose measurement of each
+    crop, through its knots, is told instead of the truth (implies ``told_only``).
     """
     from sharpkd import distributed
 
@@ -131,6 +150,7 @@ def train(
     model = models.build(arch, model_config)
     taken = warm_start(model, init.model, init.source) if init is not None else None
     model = model.to(device)
+    told_only = told_only or measured_by is not None
     keep_estimator = keep_estimator or told_only
     if keep_estimator:
         if arch != "general":
@@ -145,11 +165,15 @@ def train(
         loss=({"l1": 1.0, "estimator_quantile": quantile} | ({"balance_floor": BALANCE_FLOOR} if balance else {}))
         if arch == "general" else {"l1": 1.0},
         extra={"train_degradations": manifest.get("train_degradations"), "init": init.source if init else None, "init_taken": taken}
-        | ({"keep_estimator": True} if keep_estimator else {}) | ({"told_only": True} if told_only else {}),
+        | ({"keep_estimator": True} if keep_estimator else {}) | ({"told_only": True} if told_only else {})
+        | ({"told_measured": {"knots": measured_by.knots.tolist()}} if measured_by is not None else {}),
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")
     val = fit(
-        run_dir, spec, model, general_loss(model, 0.0 if keep_estimator else 1.0, balance=balance, told_share=1.0 if told_only else 0.5) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
+        run_dir, spec, model, general_loss(
+            model, 0.0 if keep_estimator else 1.0, balance=balance, told_share=1.0 if told_only else 0.5,
+            measured=_measured_conditions(measured_by) if measured_by is not None else None,
+        ) if arch == "general" else l1_loss(model), train_pairs, val_pairs, cfg,
         device=device, on_step=on_step, degradations=degradations,
     )
     if arch == "general" and calibrate and not keep_estimator and ranks.main:
