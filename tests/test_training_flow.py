@@ -432,3 +432,53 @@ def test_crop_workers_leave_interrupts_to_the_main_process(dataset):
         assert next(batches)[0].shape == first[0].shape
     assert worker.is_alive()
     del batches
+
+
+def test_a_cleanup_network_trains_told_the_truth_or_the_measurement(tmp_path):
+    """prepare --degradations artifacts, train-teacher --told-only, tools/add_cleanup.py, --told-measured."""
+    from sharpkd.pairs import read_manifest, train_degradations
+
+    src = tmp_path / "hr"
+    src.mkdir()
+    hr = skimage.data.coffee()
+    for i in range(3):
+        Image.fromarray(np.ascontiguousarray(hr[i * 100 : i * 100 + 200, :256])).save(src / f"{i}.png")
+    r = run("prepare", "--images", src, "--name", "art", "--val-count", "1", "--degradations", "artifacts")
+    assert r.exit_code == 0, r.output
+    art = train_degradations(read_manifest(paths.datasets_dir() / "art"))
+    assert art.artifacts_only_share == 0.9 and art.canonical_share == 0 and art.clean_share == 0.1
+    told = paths.runs_dir() / "told"
+    r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "8", "--blocks", "1",
+            "--negative-slope", "0.1", "--told-only", "--no-calibrate", "--run", told)
+    assert r.exit_code == 0, r.output
+    spec = json.loads((told / "config.json").read_text())["spec"]
+    assert spec["extra"]["told_only"] and spec["extra"]["keep_estimator"] and spec["loss"]["estimator_quantile"] == 0
+    with_cleanup = tmp_path / "with-cleanup.pt"
+    tool = Path(__file__).parent.parent / "tools" / "add_cleanup.py"
+    done = subprocess.run([sys.executable, tool, told, told, "--dataset", "art", "--every", "1", "--max-raw-blur", "0.02",
+                           "--out", with_cleanup], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    model = pretrained.load_file(with_cleanup).model
+    assert model.cleanup is not None and float(model.cleanup.max_raw_blur) == pytest.approx(0.02)
+    trained = pretrained.load_file(told).model.net
+    assert all(torch.equal(a, b) for a, b in zip(model.cleanup.net.state_dict().values(), trained.state_dict().values()))
+    measured = paths.runs_dir() / "measured"
+    r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "8", "--blocks", "1",
+            "--negative-slope", "0.1", "--told-measured", with_cleanup, "--no-calibrate", "--init", told, "--run", measured)
+    assert r.exit_code == 0, r.output
+    extra = json.loads((measured / "config.json").read_text())["spec"]["extra"]
+    assert extra["told_only"] and torch.tensor(extra["told_measured"]["knots"]).shape == model.cleanup.knots.shape
+    r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--told-measured", paths.runs_dir() / "told" / "model.pt")
+    assert r.exit_code == 1 and "no cleanup stage" in r.output
+
+
+def test_measured_conditions_tell_each_crop_what_the_cleanup_stage_measures():
+    from sharpkd.models.cleanup import Cleanup, CleanupConfig
+    from sharpkd.train_teacher import _measured_conditions
+
+    cleanup = Cleanup(CleanupConfig(channels=4, blocks=1))
+    crop = torch.from_numpy(np.array(skimage.data.coffee()[:64, :64])).permute(2, 0, 1).float() / 255
+    noisy = (crop + torch.randn_like(crop) * 8 / 255).clamp(0, 1)
+    cond = _measured_conditions(cleanup)(torch.stack([crop, noisy]))
+    assert cond.shape == (2, 4) and (cond[:, :2] == 0).all()
+    assert cond[1, 2] > cond[0, 2] + 0.4  # the identity knots: sigma 8 -> about 0.8
