@@ -1,6 +1,6 @@
 """Choose the cleanup stage's calibration on training photos: how many photo-cases each choice makes worse.
 
-    python benchmarks/cleanup_safety.py WEIGHTS --dataset mixed [--every 17] [--quantiles 0.9 0.95 0.99] [--scales 0.6 0.8 1.0]
+    python benchmarks/cleanup_safety.py WEIGHTS --dataset mixed [--every 17] [--quantiles 0.9 0.95 0.99] [--scales 0.6 0.8 1.0] [--noise-scales 0.5 0.6]
 
 WEIGHTS: a general model with a cleanup stage (``tools/add_cleanup.py``). For every ``--every``-th training
 photo from the 6th (a quarter of them are among ``add_cleanup``'s calibration photos, every 4th) and each
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=17)
     ap.add_argument("--quantiles", type=float, nargs="+", default=[0.9, 0.95, 0.99])
     ap.add_argument("--scales", type=float, nargs="+", default=[0.6, 0.8, 1.0])
+    ap.add_argument("--noise-scales", type=float, nargs="+", help="scales of the noise condition to try with each --scales [default: the same]")
     a = ap.parse_args()
     loaded = pretrained.load_file(a.weights)
     info = json.loads(torch.load(a.weights, weights_only=True)["info"])
@@ -70,9 +71,9 @@ def main() -> None:
             rows.append((lq, hr, measure_tensor(x), metrics.psnr(lq, hr)))
         measured[case] = rows
     for q in a.quantiles:
-        for s in a.scales:
-            model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": q, "scale": s}))
-            print(f"zero quantile {q}, scale {s}:")
+        for s, ns in [(x, n) for x in a.scales for n in (a.noise_scales or [x])]:
+            model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": q, "scale": s, "noise_scale": ns}))
+            print(f"zero quantile {q}, scale {s}, noise scale {ns}:")
             for case, rows in measured.items():
                 gains, touched = [], 0
                 for lq, hr, stats, base in rows:
