@@ -146,14 +146,19 @@ def test_kd_loss_has_gradient_through_adapters_only_on_student_side():
     assert all(p.grad is not None for p in ad.parameters())
 
 
+def crops_folder(tmp_path: Path, photo: np.ndarray) -> Path:
+    """A folder of three overlapping 200x256 crops of ``photo`` (a tiny set of HR photos to prepare)."""
+    src = tmp_path / "hr"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(np.ascontiguousarray(photo[i * 100 : i * 100 + 200, :256])).save(src / f"{i}.png")
+    return src
+
+
 def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     from sharpkd.pairs import CropSampler, load_split, read_manifest, train_degradations
 
-    src = tmp_path / "hr"
-    src.mkdir()
-    hr = skimage.data.astronaut()
-    for i in range(3):
-        Image.fromarray(np.ascontiguousarray(hr[i * 100 : i * 100 + 200, :256])).save(src / f"{i}.png")
+    src = crops_folder(tmp_path, skimage.data.astronaut())
     r = run("prepare", "--images", src, "--name", "gen", "--val-count", "1", "--degradations", "general")
     assert r.exit_code == 0, r.output
     manifest = read_manifest(paths.datasets_dir() / "gen")
@@ -438,11 +443,7 @@ def test_a_cleanup_network_trains_told_the_truth_or_the_measurement(tmp_path):
     """prepare --degradations artifacts, train-teacher --told-only, tools/add_cleanup.py, --told-measured."""
     from sharpkd.pairs import read_manifest, train_degradations
 
-    src = tmp_path / "hr"
-    src.mkdir()
-    hr = skimage.data.coffee()
-    for i in range(3):
-        Image.fromarray(np.ascontiguousarray(hr[i * 100 : i * 100 + 200, :256])).save(src / f"{i}.png")
+    src = crops_folder(tmp_path, skimage.data.coffee())
     r = run("prepare", "--images", src, "--name", "art", "--val-count", "1", "--degradations", "artifacts")
     assert r.exit_code == 0, r.output
     art = train_degradations(read_manifest(paths.datasets_dir() / "art"))
