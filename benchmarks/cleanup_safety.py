@@ -64,9 +64,8 @@ def main() -> None:
             lq = hr if d == Degradation() else apply(hr, d, rng)
             x = to_tensor(lq)
             raw = model.estimate(x, raw=True)
-            soft = max(float(v) for v in model.estimator.calibrated(raw)[0, :2]) >= pretrained.CLEAN_LEVEL
-            if soft or float(raw[0, 0]) > float(model.cleanup.max_raw_blur):
-                rows.append((lq, hr, None, metrics.psnr(lq, hr)))  # soft: the general network's, not the cleanup's
+            if not pretrained.cleanup_may_run(model, raw, model.estimator.calibrated(raw)):
+                rows.append((lq, hr, None, metrics.psnr(lq, hr)))  # (a little) soft: the general network's, not the cleanup's
                 continue
             rows.append((lq, hr, measure_tensor(x), metrics.psnr(lq, hr)))
         measured[case] = rows

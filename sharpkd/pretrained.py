@@ -98,28 +98,36 @@ class Loaded:
         raw = model.estimate_photo(read, height, width, raw=True)
         cond = model.estimator.calibrated(raw)
         values = tuple(float(v) for v in cond[0])
-        described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values))
-        soft = max(values[:2]) >= CLEAN_LEVEL
-        if model.cleanup is not None and not soft and float(raw[0, 0]) > float(model.cleanup.max_raw_blur):
-            described += f" (raw blur {float(raw[0, 0]):.3f}: a little soft, no noise/JPEG cleanup)"
-        elif model.cleanup is not None and not soft:
-            # not soft: the cleanup stage measures noise and JPEG blocking (the estimator sees neither)
+        note, measured = "", cleanup_may_run(model, raw, cond)
+        if measured:  # the cleanup stage measures noise and JPEG (the estimator sees neither)
             from sharpkd.models.cleanup import measure
 
             stats = measure(read, height, width)
-            noise, jpeg = model.cleanup.conditions(stats)
-            values = (values[0], values[1], noise, jpeg)
-            described = (f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values))
-                         + f" (measured noise {stats.noise:.2f}, blocking {stats.blocking:.3f})")
-            if max(noise, jpeg) >= CLEAN_LEVEL:
-                cleanup = model.cleanup
-                return PhotoRun(lambda t: cleanup(t, noise, jpeg), f"{described}: noise/JPEG cleanup", True, values)
+            values = (values[0], values[1], *model.cleanup.conditions(stats))
+            note = f" (measured noise {stats.noise:.2f}, blocking {stats.blocking:.3f})"
+        elif model.cleanup is not None and max(values[:2]) < CLEAN_LEVEL:
+            note = f" (raw blur {float(raw[0, 0]):.3f}: a little soft, no noise/JPEG cleanup)"
+        described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values)) + note
+        if measured and max(values[2:]) >= CLEAN_LEVEL:
+            cleanup, (noise, jpeg) = model.cleanup, values[2:]
+            return PhotoRun(lambda t: cleanup(t, noise, jpeg), f"{described}: noise/JPEG cleanup", True, values)
         if max(values) < CLEAN_LEVEL:
             return PhotoRun(_identity, f"{described}: clean, left unchanged", False, values)
         return PhotoRun(lambda t: model(t, cond.expand(len(t), -1)), described, True, values)
 
 
 CLEAN_LEVEL = 0.01  # general model: a photo whose estimated conditions are all below this is left alone
+
+
+def cleanup_may_run(model: nn.Module, raw: torch.Tensor, cond: torch.Tensor) -> bool:
+    """Whether a general model's cleanup stage may run on a photo its estimator guessed ``raw`` (1x4;
+    ``cond``: the same calibrated): the model has one, the photo is not soft (calibrated blur and scale
+    below ``CLEAN_LEVEL``) and not even a little soft (raw blur guess at most ``cleanup.max_raw_blur``)."""
+    return (
+        model.cleanup is not None
+        and float(cond[0, :2].max()) < CLEAN_LEVEL
+        and float(raw[0, 0]) <= float(model.cleanup.max_raw_blur)
+    )
 CONDITIONS = ("blur", "scale", "noise", "jpeg")  # the order of degrade.CONDITIONS (not imported: it pulls SciPy)
 
 

@@ -13,35 +13,28 @@ from sharpkd.inference import enhance, load
 GOLDEN = __import__("pathlib").Path(__file__).parent / "golden"
 
 
-@pytest.mark.parametrize("name", pretrained.BUNDLED)
+CLEANUP = sorted(p.stem.removesuffix("-cleanup") for p in GOLDEN.glob("*-cleanup.npz"))
+# (model, golden file): every bundled model on a canonical input; models with a cleanup stage also on a
+# noisy, JPEG-compressed input that goes through that stage
+GOLDENS = [(n, f"{n}.npz") for n in pretrained.BUNDLED] + [(n, f"{n}-cleanup.npz") for n in CLEANUP]
+
+
+@pytest.mark.parametrize(("name", "file"), GOLDENS)
 @pytest.mark.parametrize("tile", [0, 64])
-def test_bundled_model_reproduces_its_golden_output(name, tile):
-    data = np.load(GOLDEN / f"{name}.npz")
+def test_bundled_model_reproduces_its_golden_output(name, file, tile):
+    data = np.load(GOLDEN / file)
     assert str(data["sha256"]) == pretrained.bundled_spec(name).sha256, "weights changed: rerun tools/make_golden.py"
-    out = enhance(load(name), data["input"], tile=tile)
+    loaded = load(name)
+    out = enhance(loaded, data["input"], tile=tile)
     diff = np.abs(out.astype(int) - data["output"])
     # whole image: the stored output up to last-bit rounding; tiled: within the 1 level its measured
     # tile margin keeps (weights/<name>.json "context"; benchmarks/margin.py)
     assert diff.max() <= 1 and (diff > 0).mean() < (0.001 if tile == 0 else 0.01), (diff.max(), (diff > 0).mean())
     assert np.abs(data["output"].astype(int) - data["input"]).max() > 10  # the golden case is one the model changes
+    if file.endswith("-cleanup.npz"):
+        from sharpkd.inference import photo_run
 
-
-CLEANUP = sorted(p.stem.removesuffix("-cleanup") for p in GOLDEN.glob("*-cleanup.npz"))
-
-
-@pytest.mark.parametrize("name", CLEANUP)
-@pytest.mark.parametrize("tile", [0, 64])
-def test_cleanup_stage_reproduces_its_golden_output(name, tile):
-    data = np.load(GOLDEN / f"{name}-cleanup.npz")
-    assert str(data["sha256"]) == pretrained.bundled_spec(name).sha256, "weights changed: rerun tools/make_golden.py"
-    loaded = load(name)
-    out = enhance(loaded, data["input"], tile=tile)
-    diff = np.abs(out.astype(int) - data["output"])
-    assert diff.max() <= 1 and (diff > 0).mean() < (0.001 if tile == 0 else 0.01), (diff.max(), (diff > 0).mean())
-    assert np.abs(data["output"].astype(int) - data["input"]).max() > 10
-    from sharpkd.inference import photo_run
-
-    assert photo_run(loaded, data["input"]).described.endswith("noise/JPEG cleanup")
+        assert photo_run(loaded, data["input"]).described.endswith("noise/JPEG cleanup")
 
 
 def test_models_with_a_cleanup_stage_have_a_cleanup_golden():

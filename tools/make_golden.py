@@ -40,13 +40,14 @@ def main() -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     lq = golden_input()
     for name in pretrained.BUNDLED:
-        out = enhance(load(name), lq, tile=0)
+        loaded = load(name)
+        out = enhance(loaded, lq, tile=0)
         spec = pretrained.bundled_spec(name)
         np.savez_compressed(GOLDEN / f"{name}.npz", input=lq, output=out, sha256=spec.sha256)
         print(name, "changed", int((out != lq).sum()), "values")
-        if getattr(load(name).model, "cleanup", None) is not None:
+        if getattr(loaded.model, "cleanup", None) is not None:
             noisy = noisy_input()
-            out = enhance(load(name), noisy, tile=0)
+            out = enhance(loaded, noisy, tile=0)
             np.savez_compressed(GOLDEN / f"{name}-cleanup.npz", input=noisy, output=out, sha256=spec.sha256)
             print(name, "cleanup changed", int((out != noisy).sum()), "values")
 

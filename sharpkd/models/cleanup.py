@@ -98,16 +98,20 @@ def _phase_steps(steps: torch.Tensor) -> torch.Tensor:
     return steps[:n].reshape(-1, 8).mean(dim=0)
 
 
+def through_knots(values: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """``values`` (1-D) through piecewise-linear (value, condition) ``knots`` (2xK, values strictly
+    rising), held at the ends; computed in ``values``' dtype. The blur calibration of the general model's
+    estimator and the cleanup stage's knots both map this way."""
+    xs, ys = knots.to(values.dtype)
+    v = values.clamp(float(xs[0]), float(xs[-1])).contiguous()
+    i = torch.searchsorted(xs, v).clamp(1, len(xs) - 1)
+    t = (v - xs[i - 1]) / (xs[i] - xs[i - 1])
+    return ys[i - 1] + t * (ys[i] - ys[i - 1])
+
+
 def interpolate(x: float, knots: torch.Tensor) -> float:
-    """``x`` through piecewise-linear (value, condition) ``knots`` (2xK, values rising), held at the ends."""
-    xs, ys = knots[0].tolist(), knots[1].tolist()
-    if x <= xs[0]:
-        return ys[0]
-    for i in range(1, len(xs)):
-        if x <= xs[i]:
-            t = (x - xs[i - 1]) / max(xs[i] - xs[i - 1], 1e-9)
-            return ys[i - 1] + t * (ys[i] - ys[i - 1])
-    return ys[-1]
+    """One number through ``knots`` (:func:`through_knots`, in double precision)."""
+    return float(through_knots(torch.tensor([x], dtype=torch.float64), knots)[0])
 
 
 @dataclass(frozen=True)

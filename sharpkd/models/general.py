@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sharpkd.models.cleanup import Cleanup, CleanupConfig
+from sharpkd.models.cleanup import Cleanup, CleanupConfig, through_knots
 from sharpkd.models.student import Student, StudentConfig
 
 N_CONDITIONS = 4
@@ -83,11 +83,7 @@ class Estimator(nn.Module):
 
     def calibrated(self, guess: torch.Tensor) -> torch.Tensor:
         """Bx4 raw guesses -> the same with the blur guess mapped through ``blur_knots``."""
-        xs, ys = self.blur_knots
-        b = guess[:, 0].clamp(float(xs[0]), float(xs[-1])).contiguous()
-        i = torch.searchsorted(xs, b).clamp(1, len(xs) - 1)
-        t = (b - xs[i - 1]) / (xs[i] - xs[i - 1])
-        return torch.cat([(ys[i - 1] + t * (ys[i] - ys[i - 1]))[:, None], guess[:, 1:]], dim=1)
+        return torch.cat([through_knots(guess[:, 0], self.blur_knots)[:, None], guess[:, 1:]], dim=1)
 
     def fresh_head(self) -> None:
         """Zero the head (every guess 0): to train it anew on convolutions taken from another estimator."""
