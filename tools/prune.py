@@ -1,19 +1,21 @@
-"""A narrower general model cut from a wider one (maintainers' tool, docs/model-card.md).
+"""A narrower student or general model cut from a wider one (maintainers' tool, docs/model-card.md).
 
-    python tools/prune_general.py general --channels 32 --dataset mixed-general --out P.pt
+    python tools/prune.py general --channels 32 --dataset mixed-general --out P.pt
+    python tools/prune.py x4 --channels 32 --dataset mixed --out P.pt
 
 Why: the speed issue needs a default about 1.8x cheaper than 40 x 8 (32 channels suit the CPU's vector
 width), and 32 x 8 general bodies trained fresh stayed 0.26 dB behind the bundled one after 5,000 GPU
 steps. Cut from the bundled body instead, the student starts near it: drop the channels whose loss
 changes the output least, then repair with distillation from the wide model
-(``sharpkd distill --teacher bundled-general --init P.pt --keep-estimator``).
+(``sharpkd distill --teacher bundled-general --init P.pt --keep-estimator``; a cut ``x4`` with
+``sharpkd distill --teacher bundled --init P.pt``).
 
 Greedy, measured on ``--crops`` training crops of the data set's degradation range, each told its true
-conditions: first the residual stream (the head's outputs and every block's 1x1 outputs share it), one
+conditions (``x4``: crops of the data set's stored pairs): first the residual stream (the head's outputs and every block's 1x1 outputs share it), one
 channel at a time, each time dropping the one whose zeroing moves the output least (L1 to the wide
 model's output); then each block's inner channels the same way, block by block. The result
-(``student.narrowed``) computes exactly the wide model with those channels zeroed; the estimator, with
-its calibration, is copied unchanged.
+(``student.narrowed``) computes exactly the wide model with those channels zeroed; a general model's
+estimator, with its calibration, is copied unchanged.
 """
 
 from __future__ import annotations
@@ -59,9 +61,9 @@ def greedy(mask: torch.Tensor, drop: int, cost) -> list[int]:
 
 
 @torch.no_grad()
-def prune(model, channels: int, lq: torch.Tensor, cond: torch.Tensor, log=print):
-    """``model`` (a General) narrowed to ``channels``; the choice measured on ``lq`` told ``cond``."""
-    net = model.net
+def prune(net: Student, channels: int, lq: torch.Tensor, cond: torch.Tensor | None, log=print):
+    """``net`` narrowed to ``channels`` (a Student), and the kept stream and inner channels; the choice
+    measured on ``lq`` told ``cond`` (None for a student without conditions)."""
     width = net.config.channels
     reference = net(lq, cond)
     stream = torch.ones(width)
@@ -76,39 +78,46 @@ def prune(model, channels: int, lq: torch.Tensor, cond: torch.Tensor, log=print)
     for i, mask in enumerate(inner):
         keep_inner.append(greedy(mask, width - channels, cost))
         log(f"block {i}: output L1 {cost():.5f}")
-    out = models.build("general", {**model.config.to_dict(), "channels": channels})
-    out.net.load_state_dict(narrowed(net, keep_stream, keep_inner).state_dict())
-    out.estimator.load_state_dict(model.estimator.state_dict())
-    return out, keep_stream, keep_inner
+    return narrowed(net, keep_stream, keep_inner), keep_stream, keep_inner
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("weights", help="a general model: weights file, run folder, or 'general' (the bundled)")
+    ap.add_argument("weights", help="a student or general model: weights file, run folder, or a bundled name (x4, general)")
     ap.add_argument("--channels", type=int, default=32)
-    ap.add_argument("--dataset", default="mixed-general", help="a data set prepared with --degradations general")
+    ap.add_argument("--dataset", default="mixed-general",
+                    help="a general model: a data set prepared with --degradations general; a student: any prepared data set")
     ap.add_argument("--crops", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    loaded = pretrained.load(a.weights) if a.weights == "general" else pretrained.load_file(Path(a.weights))
-    if loaded.arch != "general":
-        raise SystemExit(f"{a.weights}: a {loaded.arch} model; this tool narrows general models")
-    if not 0 < a.channels < loaded.model.config.channels:
-        raise SystemExit(f"--channels must be between 1 and {loaded.model.config.channels - 1}")
+    path = Path(a.weights)
+    loaded = pretrained.load_file(path) if path.exists() else pretrained.load(a.weights)
+    if loaded.arch not in ("student", "general"):
+        raise SystemExit(f"{a.weights}: a {loaded.arch} model; this tool narrows students and general models")
+    general = loaded.arch == "general"
+    net = loaded.model.net if general else loaded.model
+    if not 0 < a.channels < net.config.channels:
+        raise SystemExit(f"--channels must be between 1 and {net.config.channels - 1}")
     dataset = find_dataset(a.dataset)
     try:
-        degradations = general_degradations(dataset, read_manifest(dataset))
+        degradations = general_degradations(dataset, read_manifest(dataset)) if general else None
     except TrainError as e:
         raise SystemExit(str(e)) from None
     sampler = CropSampler(load_split(dataset, "train"), 128, 4, a.seed, degradations)
     lq, _, cond = sampler.batch(0, a.crops)
     start = time.time()
-    model, stream, inner = prune(loaded.model.eval(), a.channels, lq, cond)
+    cut, stream, inner = prune(net.eval(), a.channels, lq, cond if general else None)
+    if general:
+        model = models.build("general", {**loaded.model.config.to_dict(), "channels": a.channels})
+        model.net.load_state_dict(cut.state_dict())
+        model.estimator.load_state_dict(loaded.model.estimator.state_dict())
+    else:
+        model = cut
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     kept = {"source": loaded.source, "stream": stream, "inner": inner}  # recorded beside the weights
-    torch.save({"arch": "general", "config": model.config.to_dict(), "state_dict": state, "pruned": kept}, a.out)
-    print(f"{a.out}: general {model.config.channels} x {model.config.blocks} from {loaded.source} ({time.time() - start:.0f} s)")
+    torch.save({"arch": loaded.arch, "config": model.config.to_dict(), "state_dict": state, "pruned": kept}, a.out)
+    print(f"{a.out}: {loaded.arch} {a.channels} x {net.config.blocks} from {loaded.source} ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":
