@@ -158,8 +158,7 @@ def train(
     if keep_estimator:
         raise TrainError("--keep-estimator is for a general student (distilled from a general model)")
     student = models.build("student", student_config)
-    if init is not None:
-        warm_start(student, init.model, init.source)
+    taken = warm_start(student, init.model, init.source) if init is not None else None
     student = student.to(device)
     if t_model.config.unshuffle != student.config.unshuffle:
         raise TrainError(
@@ -177,6 +176,7 @@ def train(
         extra={
             "teacher": teacher.source, "teacher_config": t_model.config.to_dict(), "feature_pairs": pairs,
             "train_degradations": manifest.get("train_degradations"), "init": init.source if init else None,
+            "init_taken": taken,
         },
     )
     train_pairs, val_pairs = load_split(dataset_dir, "train"), load_split(dataset_dir, "val")

@@ -1,5 +1,6 @@
 """The training flow end to end on tiny data: prepare -> train-teacher -> distill --baseline -> enhance."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -235,9 +236,9 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert spec["model_config"]["linear_estimate"] and spec["extra"]["init_taken"] == "estimator features"
     assert "blur_knots" not in (paths.runs_dir() / "small-linear" / "log.jsonl").read_text()  # left for later
     assert "blur_knots" in (small / "log.jsonl").read_text()  # calibrated by default
-    # a narrower general model cut from that one (tools/prune_general.py), then distilled with its estimator kept
+    # a narrower general model cut from that one (tools/prune.py), then distilled with its estimator kept
     cut = tmp_path / "cut.pt"
-    tool = Path(__file__).parent.parent / "tools" / "prune_general.py"
+    tool = Path(__file__).parent.parent / "tools" / "prune.py"
     done = subprocess.run([sys.executable, tool, small, "--channels", "2", "--dataset", "gen", "--crops", "2", "--out", cut],
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -258,6 +259,35 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--keep-estimator").exit_code == 2  # no --init
     r = run("distill", "--dataset", "gen", "--teacher", "bundled", *TINY, "--keep-estimator")
     assert r.exit_code == 2 and "general student" in r.output
+
+
+def test_a_student_cut_narrower_computes_the_wide_one_with_channels_zeroed_and_trains_on(dataset, tmp_path):
+    wide_run, cut = paths.runs_dir() / "wide", tmp_path / "cut.pt"
+    assert run("train-teacher", "--dataset", "tiny", "--run", wide_run, "--arch", "student", *TINY, "--channels", "6", "--blocks", "2").exit_code == 0
+    tool = Path(__file__).parent.parent / "tools" / "prune.py"
+    done = subprocess.run([sys.executable, tool, wide_run, "--channels", "3", "--dataset", "tiny", "--crops", "2", "--out", cut],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wide, narrow = pretrained.load_file(wide_run).model, pretrained.load_file(cut)
+    assert narrow.arch == "student" and narrow.model.config.channels == 3 and narrow.model.config.blocks == 2
+    kept = torch.load(cut, weights_only=True)["pruned"]
+    stream, inner = torch.zeros(6), [torch.zeros(6), torch.zeros(6)]
+    stream[kept["stream"]] = 1
+    for mask, keep in zip(inner, kept["inner"]):
+        mask[keep] = 1
+    spec = importlib.util.spec_from_file_location("prune_tool", tool)
+    prune_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prune_tool)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(narrow.model(x), prune_tool.masked_forward(wide, x, None, stream, inner), atol=1e-6)
+    # the cut student distils from a teacher like any other
+    teacher = paths.runs_dir() / "teacher-for-cut"
+    assert run("train-teacher", "--dataset", "tiny", "--run", teacher, *TINY, "--channels", "8", "--blocks", "1").exit_code == 0
+    r = run("distill", "--dataset", "tiny", "--teacher", teacher, *TINY, "--init", cut, "--channels", "3", "--blocks", "2",
+            "--lambda-feat", "0", "--lambda-out", "1", "--run", paths.runs_dir() / "cut-kd")
+    assert r.exit_code == 0, r.output
+    assert json.loads((paths.runs_dir() / "cut-kd" / "config.json").read_text())["spec"]["extra"]["init_taken"] == "all"
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes(dataset):

@@ -126,7 +126,7 @@ def narrowed(net: Student, stream: list[int], inner: list[list[int]]) -> Student
     inner channels ``inner[i]`` (its 3x3 conv's outputs, what its 1x1 conv reads). All lists have the
     new width. The copy computes exactly what ``net`` computes with the dropped channels zeroed: a start
     for a narrower (faster) student that fine-tuning then repairs, instead of a fresh one
-    (``tools/prune_general.py``)."""
+    (``tools/prune.py``)."""
     width = len(stream)
     if len(inner) != len(net.body) or any(len(keep) != width for keep in inner):
         raise ValueError(f"need {len(net.body)} inner channel lists of {width} each")
