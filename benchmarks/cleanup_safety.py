@@ -1,6 +1,7 @@
 """Choose the cleanup stage's calibration on training photos: how many photo-cases each choice makes worse.
 
     python benchmarks/cleanup_safety.py WEIGHTS --dataset mixed [--every 17] [--quantiles 0.9 0.95 0.99] [--scales 0.6 0.8 1.0] [--noise-scales 0.5 0.6]
+        [--cases "noise 5" ...] [--losers]
 
 WEIGHTS: a general model with a cleanup stage (``tools/add_cleanup.py``). For every ``--every``-th training
 photo from the 6th (a quarter of them are among ``add_cleanup``'s calibration photos, every 4th) and each
@@ -9,7 +10,8 @@ quantile (the share of sharp calibration photos whose statistic maps to 0) and t
 the told conditions), the knots are refitted from the *calibration photos' statistics* stored in WEIGHTS'
 info, and the cleanup network restores the photo told what those knots give (or leaves it alone). Prints
 per choice and case the mean gain in PSNR-Y, the worst photo, and how many photo-cases lose more than
-0.1 dB (for the sharp originals: how many fall below 40 dB). Validation photos are never used here.
+0.1 dB (for the sharp originals: how many fall below 40 dB); with ``--losers`` also those photos, with
+what was measured on them and what the network was told. Validation photos are never used here.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from sharpkd import metrics, pretrained
 from sharpkd.degrade import Degradation, apply
 from sharpkd.inference import enhance
-from sharpkd.models.cleanup import fitted_knots, measure_tensor
+from sharpkd.models.cleanup import MAX_TEXTURE_RATIO, fitted_knots
 from sharpkd.models.general import Told
 from sharpkd.pairs import find_dataset, load_split, to_tensor
 
@@ -50,14 +52,21 @@ def main() -> None:
     ap.add_argument("--quantiles", type=float, nargs="+", default=[0.9, 0.95, 0.99])
     ap.add_argument("--scales", type=float, nargs="+", default=[0.6, 0.8, 1.0])
     ap.add_argument("--noise-scales", type=float, nargs="+", help="scales of the noise condition to try with each --scales [default: the same]")
+    ap.add_argument("--cases", nargs="+", choices=list(CASES), help="only these cases [default: all]")
+    ap.add_argument("--losers", action="store_true", help="name the photos made worse by more than 0.1 dB")
+    ap.add_argument("--max-ratios", type=float, nargs="+", default=[MAX_TEXTURE_RATIO],
+                    help="largest texture ratio at which noise cleanup goes ahead (the check of Cleanup.decide; inf: no check)")
     a = ap.parse_args()
     loaded = pretrained.load_file(a.weights)
     info = json.loads(torch.load(a.weights, weights_only=True)["info"])
     model = loaded.model
-    photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[5 :: a.every]]
+    pairs = load_split(find_dataset(a.dataset), "train")[5 :: a.every]
+    photos, names = [p.hr for p in pairs], [p.name for p in pairs]
     print(f"{len(photos)} training photos (every {a.every}th from the 6th); PSNR-Y dB")
     measured = {}  # case -> [(lq, hr, stats, input psnr)]
     for case, d in CASES.items():
+        if a.cases and case not in a.cases:
+            continue
         rng = np.random.default_rng(0)
         rows = []
         for hr in photos:
@@ -67,33 +76,41 @@ def main() -> None:
             if not pretrained.cleanup_may_run(model, raw, model.estimator.calibrated(raw)):
                 rows.append((lq, hr, None, metrics.psnr(lq, hr)))  # (a little) soft: the general network's, not the cleanup's
                 continue
-            rows.append((lq, hr, measure_tensor(x), metrics.psnr(lq, hr)))
+            rows.append((lq, hr, x, metrics.psnr(lq, hr)))
         measured[case] = rows
-    for q in a.quantiles:
-        for s, ns in [(x, n) for x in a.scales for n in (a.noise_scales or [x])]:
-            model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": q, "scale": s, "noise_scale": ns}))
-            print(f"zero quantile {q}, scale {s}, noise scale {ns}:")
-            for case, rows in measured.items():
-                gains, touched = [], 0
-                for lq, hr, stats, base in rows:
-                    if stats is None:
-                        gains.append(np.inf if np.isinf(base) else 0.0)
-                        continue
-                    noise, jpeg = model.cleanup.conditions(stats)
-                    if max(noise, jpeg) < pretrained.CLEAN_LEVEL:
-                        out = lq
-                    else:
-                        touched += 1
-                        net = Told(model.cleanup.net, torch.tensor([[0.0, 0.0, noise, jpeg]]))
-                        out = enhance(replace(loaded, model=net, conditioned=False), lq, tile=0)
-                    p = metrics.psnr(out, hr)
-                    gains.append(p if np.isinf(base) else p - base)
-                g = np.array(gains)
-                if case == "sharp":
-                    print(f"  {case:20} touched {touched:3}/{len(rows)}  min {np.min(np.minimum(g, 99)):6.2f} dB, below 40 dB: {int((g < 40).sum())}")
+    choices = [(q, s, n, r) for q in a.quantiles for s in a.scales for n in (a.noise_scales or [s]) for r in a.max_ratios]
+    for quantile, scale, noise_scale, max_ratio in choices:
+        model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": quantile, "scale": scale, "noise_scale": noise_scale}))
+        print(f"zero quantile {quantile}, scale {scale}, noise scale {noise_scale}, max texture ratio {max_ratio}:")
+        for case, rows in measured.items():
+            gains, touched, losers = [], 0, []
+            for name, (lq, hr, x, base) in zip(names, rows):
+                if x is None:
+                    gains.append(np.inf if np.isinf(base) else 0.0)
+                    continue
+                decision = model.cleanup.decide(reader(x), x.shape[-2], x.shape[-1], pretrained.CLEAN_LEVEL, max_ratio)
+                if max(decision.noise, decision.jpeg) < pretrained.CLEAN_LEVEL:
+                    out = lq
                 else:
-                    print(f"  {case:20} touched {touched:3}/{len(rows)}  mean {g.mean():+.3f} worst {g.min():+.3f}  worse by >0.1: {int((g < -0.1).sum())}")
+                    touched += 1
+                    net = Told(model.cleanup.net, torch.tensor([[0.0, 0.0, decision.noise, decision.jpeg]]))
+                    out = enhance(replace(loaded, model=net, conditioned=False), lq, tile=0)
+                p = metrics.psnr(out, hr)
+                gains.append(p if np.isinf(base) else p - base)
+                if gains[-1] < -0.1:
+                    losers.append(f"{name} {gains[-1]:+.2f} dB ({decision.note()}; told noise {decision.noise:.2f}, JPEG {decision.jpeg:.2f})")
+            g = np.array(gains)
+            if case == "sharp":
+                print(f"  {case:20} touched {touched:3}/{len(rows)}  min {np.min(np.minimum(g, 99)):6.2f} dB, below 40 dB: {int((g < 40).sum())}")
+            else:
+                print(f"  {case:20} touched {touched:3}/{len(rows)}  mean {g.mean():+.3f} worst {g.min():+.3f}  worse by >0.1: {int((g < -0.1).sum())}")
+            for line in losers if a.losers else []:
+                print(f"      {line}")
 
+
+def reader(x: torch.Tensor):
+    """The region reader of a 1x3xHxW tensor (what ``enhance`` gives the cleanup stage)."""
+    return lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1]
 
 if __name__ == "__main__":
     main()

@@ -100,11 +100,9 @@ class Loaded:
         values = tuple(float(v) for v in cond[0])
         note, measured = "", cleanup_may_run(model, raw, cond)
         if measured:  # the cleanup stage measures noise and JPEG (the estimator sees neither)
-            from sharpkd.models.cleanup import measure
-
-            stats = measure(read, height, width)
-            values = (values[0], values[1], *model.cleanup.conditions(stats))
-            note = f" (measured noise {stats.noise:.2f}, blocking {stats.blocking:.3f})"
+            decision = model.cleanup.decide(read, height, width, CLEAN_LEVEL)
+            values = (values[0], values[1], decision.noise, decision.jpeg)
+            note = f" ({decision.note()})"
         elif model.cleanup is not None and max(values[:2]) < CLEAN_LEVEL:
             note = f" (raw blur {float(raw[0, 0]):.3f}: a little soft, no noise/JPEG cleanup)"
         described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values)) + note
