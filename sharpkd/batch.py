@@ -138,7 +138,7 @@ class Plan:
 @dataclass
 class Summary:
     done: int = 0  # restored and written
-    unchanged: int = 0  # left unchanged (already sharp, or --strength 0): written as a copy
+    unchanged: int = 0  # left unchanged (nothing found to restore, or --strength 0): written as a copy
     skipped: int = 0  # output existed already
     failed: list[tuple[str, str]] = field(default_factory=list)
     megapixels: float = 0.0  # computed output pixels (not the unchanged copies)

@@ -30,8 +30,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 MODEL_CHOICES = click.Choice([*pretrained.BUNDLED, *pretrained.ALIASES])
-MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, removes JPEG blocking from photos that are "
-              "not soft, leaves sharp, clean ones alone), fast (general "
+MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, removes JPEG blocking and noise from "
+              "photos that are not soft, leaves sharp, clean ones alone), fast (general "
               "with a smaller network: 1.2-1.5x faster, 0.03-0.11 dB less gain; the same estimate and safety), x4 (the "
               "specialist for photos blurred and downscaled 4x; it adds halos to sharp photos; 'student' is its old name), "
               "teacher (large, slow) [default: your installed student (see reset-default), else general].")
@@ -243,7 +243,7 @@ def enhance_cmd(inputs, output, recursive, fmt, quality, background, overwrite, 
         click.echo(json.dumps(summary.as_dict(), indent=2))
     elif not quiet:
         rate = f", {summary.mp_per_s:.2f} MP/s" if summary.mp_per_s else ""
-        why = "already sharp" if strength > 0 else "--strength 0"
+        why = "nothing found to restore; -v says why" if strength > 0 else "--strength 0"
         unchanged = f", {summary.unchanged} left unchanged ({why})" if summary.unchanged else ""
         where = f"shard {summary.shard} ({plan.elsewhere} images left to the other shards): " if summary.shard else ""
         console.out.print(

@@ -171,7 +171,7 @@ def test_unchanged_photos_are_counted_apart_and_a_full_rerun_says_how_to_redo(tm
     summary = json.loads(r.stdout)
     assert (summary["done"], summary["unchanged"], summary["megapixels"]) == (0, 1, 0)
     r = run("enhance", tmp_path / "sharp.png", "-o", tmp_path / "out2")
-    assert "0 done, 1 left unchanged (already sharp)" in r.output
+    assert "0 done, 1 left unchanged (nothing found to restore; -v says why)" in r.output
     r = run("enhance", tmp_path / "sharp.png", "-o", tmp_path / "out2")
     assert "all 1 outputs exist already: --overwrite redoes them" in r.output
 
