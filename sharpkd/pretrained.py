@@ -195,7 +195,8 @@ def load_file(path: Path, device: str = "cpu") -> Loaded:
 
 
 def write_bundle(
-    source: Path, name: str, purpose: str, trained: dict, validation: dict, out_dir: Path = WEIGHTS_DIR, context: int | None = None
+    source: Path, name: str, purpose: str, trained: dict, validation: dict, out_dir: Path = WEIGHTS_DIR, context: int | None = None,
+    context_note: str = "",
 ) -> WeightSpec:
     """Turn a training run's weights into bundled ``<name>.pt`` + ``<name>.json`` (maintainers' step).
 
@@ -209,7 +210,7 @@ def write_bundle(
     import torch
 
     torch.save({"arch": loaded.arch, "config": model.config.to_dict(), "state_dict": state}, path)
-    spec = WeightSpec(name, path.name, loaded.arch, model.config.to_dict(), sha256(path), purpose, trained, validation, context)
+    spec = WeightSpec(name, path.name, loaded.arch, model.config.to_dict(), sha256(path), purpose, trained, validation, context, context_note)
     (Path(out_dir) / f"{name}.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
     return spec
 

@@ -215,8 +215,9 @@ def test_write_bundle_round_trips_through_the_checked_loader(tmp_path, monkeypat
         torch.nn.init.normal_(p, std=0.05)
     spec = RunSpec("student", model.config.to_dict(), "x", 4)
     save_atomic(weights_file(spec, model.state_dict(), {}), tmp_path / "model.pt")
-    written = pretrained.write_bundle(tmp_path / "model.pt", "tiny", "test", {"steps": 1}, {"gain": 0.5}, tmp_path)
-    assert json.loads((tmp_path / "tiny.json").read_text())["sha256"] == written.sha256
+    written = pretrained.write_bundle(tmp_path / "model.pt", "tiny", "test", {"steps": 1}, {"gain": 0.5}, tmp_path, 12, "measured")
+    spec = json.loads((tmp_path / "tiny.json").read_text())
+    assert spec["sha256"] == written.sha256 and (spec["context"], spec["context_note"]) == (12, "measured")
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
     pretrained._load_bundled.cache_clear()
     loaded = pretrained.load("tiny")
