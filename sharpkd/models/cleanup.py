@@ -93,8 +93,9 @@ def band_rows(h: int) -> list[int]:
     return sorted({int(y) // 8 * 8 for y in starts})
 
 
-def measure(read: Reader, h: int, w: int) -> Stats:
-    """:class:`Stats` of an ``h`` x ``w`` photo given by a region reader (values 0..1)."""
+def measure(read: Reader, h: int, w: int, texture_share: float = TEXTURE_SHARE) -> Stats:
+    """:class:`Stats` of an ``h`` x ``w`` photo given by a region reader (values 0..1); ``texture_share``:
+    see :data:`TEXTURE_SHARE` (0: the finest detail alone, as before it)."""
     fine, coarse = [], []  # per 16 px block: mean square of the finest / the next diagonal Haar detail
     across, down = torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
     for y in band_rows(h):
@@ -112,7 +113,7 @@ def measure(read: Reader, h: int, w: int) -> Stats:
         return Stats(0.0, 0.0)
     e1, e2 = torch.cat(fine).double(), torch.cat(coarse).double()
     flat = e1 <= torch.quantile(e1, NOISE_PERCENTILE)
-    white = (e1[flat].mean() - TEXTURE_SHARE * e2[flat].mean()) / (1 - TEXTURE_SHARE)
+    white = (e1[flat].mean() - texture_share * e2[flat].mean()) / (1 - texture_share)
     blocking = [float(p[7] / p[3] - 1.0) if p[3] > 0 else 0.0 for p in (across, down)]
     return Stats(float(white.clamp(min=0).sqrt()), max(0.0, sum(blocking) / 2))
 
@@ -171,9 +172,9 @@ def _block_energy(detail: torch.Tensor, size: int) -> torch.Tensor:
     return detail.reshape(c, h // size, size, w // size, size).square().mean(dim=(0, 2, 4)).flatten()
 
 
-def measure_tensor(x: torch.Tensor) -> Stats:
+def measure_tensor(x: torch.Tensor, texture_share: float = TEXTURE_SHARE) -> Stats:
     """:func:`measure` of a 1x3xHxW tensor in 0..1."""
-    return measure(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1])
+    return measure(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1], texture_share)
 
 
 def _phase_steps(steps: torch.Tensor) -> torch.Tensor:
