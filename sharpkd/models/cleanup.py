@@ -43,8 +43,9 @@ BAND = 64  # rows per band (a multiple of 16: whole 16 px noise blocks, whole 8 
 BANDS = 8  # at most this many bands, spread over the photo's height
 NOISE_PERCENTILE = 0.10
 # share of the coarser scale's diagonal energy that texture leaves at the finest scale (Haar, orthonormal):
-# chosen on training photos (every 4th, 207): sharp photos measure at most 1.1 with it, noise sigma 5 3.9
-# (median), and 10 of the 14 textured photos that noise cleanup made worse read 0 under noise sigma 5
+# chosen on training photos (every 4th, 207; benchmarks/noise_measure.py): sharp photos measure at most 1.1
+# with it, noise sigma 5 3.9 (median), and 9 of the 14 textured photos that noise cleanup made worse read
+# 0 under noise sigma 5 (at 0.2: 6)
 TEXTURE_SHARE = 0.3
 # the check of a noise cleanup (:func:`texture_ratio`): crops, their size and context, and the largest
 # ratio at which noise cleanup goes ahead
