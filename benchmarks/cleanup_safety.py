@@ -27,7 +27,7 @@ import torch
 from sharpkd import metrics, pretrained
 from sharpkd.degrade import Degradation, apply
 from sharpkd.inference import enhance
-from sharpkd.models.cleanup import MAX_TEXTURE_RATIO, fitted_knots
+from sharpkd.models.cleanup import MAX_TEXTURE_RATIO, fitted_knots, tensor_reader
 from sharpkd.models.general import Told
 from sharpkd.pairs import find_dataset, load_split, to_tensor
 
@@ -88,7 +88,7 @@ def main() -> None:
                 if x is None:
                     gains.append(np.inf if np.isinf(base) else 0.0)
                     continue
-                decision = model.cleanup.decide(reader(x), x.shape[-2], x.shape[-1], pretrained.CLEAN_LEVEL, max_ratio)
+                decision = model.cleanup.decide(tensor_reader(x), x.shape[-2], x.shape[-1], pretrained.CLEAN_LEVEL, max_ratio)
                 if max(decision.noise, decision.jpeg) < pretrained.CLEAN_LEVEL:
                     out = lq
                 else:
@@ -107,10 +107,6 @@ def main() -> None:
             for line in losers if a.losers else []:
                 print(f"      {line}")
 
-
-def reader(x: torch.Tensor):
-    """The region reader of a 1x3xHxW tensor (what ``enhance`` gives the cleanup stage)."""
-    return lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1]
 
 if __name__ == "__main__":
     main()

@@ -126,6 +126,8 @@ def cleanup_may_run(model: nn.Module, raw: torch.Tensor, cond: torch.Tensor) -> 
         and float(cond[0, :2].max()) < CLEAN_LEVEL
         and float(raw[0, 0]) <= float(model.cleanup.max_raw_blur)
     )
+
+
 CONDITIONS = ("blur", "scale", "noise", "jpeg")  # the order of degrade.CONDITIONS (not imported: it pulls SciPy)
 
 

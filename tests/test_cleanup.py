@@ -18,6 +18,7 @@ from sharpkd.models.cleanup import (
     interpolate,
     ladder_knots,
     measure_tensor,
+    tensor_reader,
     texture_ratio,
 )
 from sharpkd.models.general import General, GeneralConfig
@@ -87,7 +88,7 @@ def test_texture_ratio_tells_noise_removal_from_smoothing():
     # smoothing takes detail out of the textured parts, hardly any out of the flat ones
     clean = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
     smooth = lambda t: torch.nn.functional.avg_pool2d(t, 3, 1, 1, count_include_pad=False)
-    assert texture_ratio(smooth, lambda y0, y1, x0, x1: clean[..., y0:y1, x0:x1], h, w) > 3
+    assert texture_ratio(smooth, tensor_reader(clean), h, w) > 3
 
 
 def test_measurement_reads_bands_on_the_jpeg_grid_and_handles_tiny_photos():

@@ -107,7 +107,7 @@ def measure(read: Reader, h: int, w: int, texture_share: float = TEXTURE_SHARE) 
         average, diag = _haar(x[0, :, :hh, :ww])
         fine.append(_block_energy(diag, 8))
         coarse.append(_block_energy(_haar(average)[1], 4))
-        luma = sum(k * x[0, i] for i, k in enumerate(LUMA))
+        luma = _luma(x)
         across += _phase_steps(luma.diff(dim=1).abs().mean(dim=0).double())
         down += _phase_steps(luma.diff(dim=0).abs().mean(dim=1).double())
     if not fine:
@@ -143,7 +143,7 @@ def texture_ratio(restore: Callable[[torch.Tensor], torch.Tensor], read: Reader,
             pad_h, pad_w = -crop.shape[-2] % 8, -crop.shape[-1] % 8  # the network folds by 4
             out = restore(F.pad(crop, (0, pad_w, 0, pad_h), mode="replicate"))[..., : crop.shape[-2], : crop.shape[-1]].clamp(0, 1)
             inner = (..., slice(y - y0, min(y + size, h) - y0), slice(x - x0, min(x + size, w) - x0))
-            lum_in, lum_out = (sum(k * t[0, i] for i, k in enumerate(LUMA)) * 255.0 for t in (crop[inner], out[inner]))
+            lum_in, lum_out = (_luma(t) * 255.0 for t in (crop[inner], out[inner]))
             hh, ww = lum_out.shape[0] // 16 * 16, lum_out.shape[1] // 16 * 16
             if hh < 16 or ww < 16:
                 continue
@@ -160,6 +160,11 @@ def texture_ratio(restore: Callable[[torch.Tensor], torch.Tensor], read: Reader,
     return float((r[-fifth:].mean() / r[:fifth].mean().clamp(min=1e-12)).sqrt())
 
 
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma (:data:`LUMA`) of a 1x3xHxW tensor, as HxW."""
+    return sum(k * x[0, i] for i, k in enumerate(LUMA))
+
+
 def _haar(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Orthonormal 2x2 Haar of Cx2Hx2W: the average ``(a + b + c + d) / 2`` and the diagonal detail
     ``(a - b - c + d) / 2`` of each cell (white noise of sigma s: both have sigma s)."""
@@ -173,9 +178,14 @@ def _block_energy(detail: torch.Tensor, size: int) -> torch.Tensor:
     return detail.reshape(c, h // size, size, w // size, size).square().mean(dim=(0, 2, 4)).flatten()
 
 
+def tensor_reader(x: torch.Tensor) -> Reader:
+    """The region reader of a 1x3xHxW tensor: what :func:`measure` and :func:`texture_ratio` read."""
+    return lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1]
+
+
 def measure_tensor(x: torch.Tensor, texture_share: float = TEXTURE_SHARE) -> Stats:
     """:func:`measure` of a 1x3xHxW tensor in 0..1."""
-    return measure(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1], texture_share)
+    return measure(tensor_reader(x), x.shape[-2], x.shape[-1], texture_share)
 
 
 def _phase_steps(steps: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sharpkd.models.cleanup import Cleanup, CleanupConfig, through_knots
+from sharpkd.models.cleanup import Cleanup, CleanupConfig, tensor_reader, through_knots
 from sharpkd.models.student import Student, StudentConfig
 
 N_CONDITIONS = 4
@@ -129,7 +129,7 @@ def select_crops(read: Reader, h: int, w: int, size: int = CROP, count: int = MA
 
 def textured_crops(x: torch.Tensor, size: int = CROP, count: int = MAX_CROPS) -> torch.Tensor:
     """:func:`select_crops` of a 1x3xHxW tensor."""
-    return select_crops(lambda y0, y1, x0, x1: x[..., y0:y1, x0:x1], x.shape[-2], x.shape[-1], size, count)
+    return select_crops(tensor_reader(x), x.shape[-2], x.shape[-1], size, count)
 
 
 class Told(nn.Module):
