@@ -28,7 +28,7 @@ from sharpkd import metrics, pretrained
 from sharpkd.degrade import Degradation, apply
 from sharpkd.inference import enhance
 from sharpkd.models.cleanup import MAX_TEXTURE_RATIO, fitted_knots, tensor_reader
-from sharpkd.models.general import Told
+from sharpkd.models.general import CLEAN_LEVEL, Told
 from sharpkd.pairs import find_dataset, load_split, to_tensor
 
 CASES = {
@@ -72,8 +72,7 @@ def main() -> None:
         for hr in photos:
             lq = hr if d == Degradation() else apply(hr, d, rng)
             x = to_tensor(lq)
-            raw = model.estimate(x, raw=True)
-            if not pretrained.cleanup_may_run(model, raw, model.estimator.calibrated(raw)):
+            if not pretrained.cleanup_may_run(model, *model.guess_photo(tensor_reader(x), x.shape[-2], x.shape[-1])):
                 rows.append((lq, hr, None, metrics.psnr(lq, hr)))  # (a little) soft: the general network's, not the cleanup's
                 continue
             rows.append((lq, hr, x, metrics.psnr(lq, hr)))
@@ -88,8 +87,8 @@ def main() -> None:
                 if x is None:
                     gains.append(np.inf if np.isinf(base) else 0.0)
                     continue
-                decision = model.cleanup.decide(tensor_reader(x), x.shape[-2], x.shape[-1], pretrained.CLEAN_LEVEL, max_ratio)
-                if max(decision.noise, decision.jpeg) < pretrained.CLEAN_LEVEL:
+                decision = model.cleanup.decide(tensor_reader(x), x.shape[-2], x.shape[-1], CLEAN_LEVEL, max_ratio)
+                if max(decision.noise, decision.jpeg) < CLEAN_LEVEL:
                     out = lq
                 else:
                     touched += 1

@@ -94,9 +94,10 @@ class Loaded:
         (measured on the sweep's JPEG case: up to 12 levels on 0.1 % of the pixels)."""
         if not self.conditioned:
             return PhotoRun(self.model, self.name)
+        from sharpkd.models.general import CLEAN_LEVEL
+
         model = self.model
-        raw = model.estimate_photo(read, height, width, raw=True)
-        cond = model.estimator.calibrated(raw)
+        raw, cond = model.guess_photo(read, height, width)
         values = tuple(float(v) for v in cond[0])
         note, measured = "", cleanup_may_run(model, raw, cond)
         if measured:  # the cleanup stage measures noise and JPEG (the estimator sees neither)
@@ -105,6 +106,8 @@ class Loaded:
             note = f" ({decision.note()})"
         elif model.cleanup is not None and max(values[:2]) < CLEAN_LEVEL:
             note = f" (raw blur {float(raw[0, 0]):.3f}: a little soft, no noise/JPEG cleanup)"
+        elif values[1] > float(raw[0, 1]):
+            note = f" (scale from the whole photo's guess; the crops' {float(raw[0, 1]):.2f})"
         described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values)) + note
         if measured and max(values[2:]) >= CLEAN_LEVEL:
             cleanup, (noise, jpeg) = model.cleanup, values[2:]
@@ -114,13 +117,12 @@ class Loaded:
         return PhotoRun(lambda t: model(t, cond.expand(len(t), -1)), described, True, values)
 
 
-CLEAN_LEVEL = 0.01  # general model: a photo whose estimated conditions are all below this is left alone
-
-
 def cleanup_may_run(model: nn.Module, raw: torch.Tensor, cond: torch.Tensor) -> bool:
     """Whether a general model's cleanup stage may run on a photo its estimator guessed ``raw`` (1x4;
     ``cond``: the same calibrated): the model has one, the photo is not soft (calibrated blur and scale
     below ``CLEAN_LEVEL``) and not even a little soft (raw blur guess at most ``cleanup.max_raw_blur``)."""
+    from sharpkd.models.general import CLEAN_LEVEL
+
     return (
         model.cleanup is not None
         and float(cond[0, :2].max()) < CLEAN_LEVEL

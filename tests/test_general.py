@@ -11,7 +11,15 @@ from sharpkd import metrics, pretrained
 from sharpkd.cli import main
 from sharpkd.degrade import CANONICAL, GENERAL, Degradation, apply, conditions, degrade
 from sharpkd.inference import enhance, enhance_pixels
-from sharpkd.models.general import General, GeneralConfig, calibrate, textured_crops
+from sharpkd.models.cleanup import tensor_reader
+from sharpkd.models.general import (
+    SCALE_LADDER,
+    General,
+    GeneralConfig,
+    calibrate,
+    fit_pooled_scale,
+    textured_crops,
+)
 
 
 def run(*args):
@@ -82,6 +90,71 @@ def test_calibration_maps_sharp_photos_to_zero_and_is_monotone():
     mapped = model.estimator.calibrated(guess)
     assert mapped[0].tolist() == pytest.approx([ys[2], 0.3, 0.2, 0.1], abs=1e-5)
     assert float(mapped[1, 0]) == pytest.approx((ys[2] + ys[3]) / 2, abs=1e-5)
+
+
+def pooled_copy(model: General) -> General:
+    """``model`` with a pooled scale head (zero until fitted), everything else copied."""
+    pooled = General(GeneralConfig(**{**model.config.to_dict(), "pooled_scale": True})).eval()
+    missing, unexpected = pooled.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and sorted(missing) == ["estimator.scale_head.bias", "estimator.scale_head.weight"]
+    return pooled
+
+
+def test_pooled_scale_raises_the_scale_only_where_the_crops_see_an_upscale():
+    model = tiny_general()
+    pooled = pooled_copy(model)
+    torch.nn.init.zeros_(pooled.estimator.scale_head.weight)
+    torch.nn.init.constant_(pooled.estimator.scale_head.bias, 0.7)
+    x = torch.rand(1, 3, 160, 160)
+
+    def crops_guess(blur_condition: float, scale: float) -> None:  # every crop guesses this
+        for m in (model, pooled):
+            m.estimator.blur_knots[1].fill_(blur_condition)
+            m.estimator.head.weight.zero_()
+            m.estimator.head.bias.fill_(-1e4)
+            m.estimator.head.bias[1] = float(torch.logit(torch.tensor(scale))) if scale > 0 else -1e4
+
+    with torch.no_grad():
+        raw, _ = pooled.estimator.guess(textured_crops(x))
+        assert torch.equal(raw, model.estimate(x, raw=True))  # the raw guess is the crops' as before
+        crops_guess(0.0, 0.0)  # found clean: left clean
+        assert pooled.estimate(x).abs().max() == 0 and torch.equal(pooled.estimate(x), model.estimate(x))
+        crops_guess(0.2, 0.2)  # soft, but no upscale seen: the crops' scale kept
+        assert torch.allclose(pooled.estimate(x), model.estimate(x)) and float(pooled.estimate(x)[0, 1]) == pytest.approx(0.2)
+        crops_guess(0.2, 0.3)  # an upscale seen: raised to the pooled guess
+        cond = pooled.estimate(x)[0]
+        assert float(cond[0]) == pytest.approx(0.2) and float(cond[1]) == pytest.approx(0.7)
+        run = pretrained.describe(pooled, "g").for_photo(tensor_reader(x), 160, 160)  # what -v prints
+        assert "scale 0.70 " in run.described and "the crops' 0.30" in run.described
+        crops_guess(0.2, 0.9)  # the crops guess more: kept (the pooled guess only raises it)
+        assert float(pooled.estimate(x)[0, 1]) == pytest.approx(0.9)
+
+
+def test_fit_pooled_scale_learns_the_scale_from_pooled_features():
+    """With features that see fine detail (a fixed Laplacian's energy at a few gains), the fitted head
+    ranks a held-out photo's upscales above the photo itself; with no head, fitting is refused."""
+    model = pooled_copy(tiny_general())
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+    lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]) / 3
+    with torch.no_grad():
+        for k in range(8):
+            conv.weight[k] = (1 if k % 2 else -1) * 2 ** (k // 2) * lap
+    model.estimator.features = torch.nn.Sequential(conv, torch.nn.ReLU())
+    photos = [np.ascontiguousarray(im[:128, :128]) for im in (skimage.data.astronaut(), skimage.data.coffee(),
+                                                             skimage.data.chelsea(), skimage.data.rocket())]
+    record = fit_pooled_scale(model, photos, ridge=0.01)
+    assert record["photos"] == 4 and len(record["rungs"]) == len(SCALE_LADDER)
+    assert record["rmse"] < 0.8 * record["rmse_before"]  # the untrained crop guesses sit near 0.5 for every rung
+    held = np.ascontiguousarray(skimage.data.astronaut()[200:328, 200:328])
+    with torch.no_grad():
+        guesses = []
+        for scale in (1.0, 2.0, 4.0):
+            lq = held if scale == 1 else apply(held, Degradation(1.0, 1.0, scale=scale))
+            f = model.estimator.features(textured_crops(torch.from_numpy(lq).permute(2, 0, 1)[None].float() / 255))
+            guesses.append(float(model.estimator.scale_head(f.mean(dim=(2, 3)).mean(dim=0, keepdim=True)).clamp(0, 1)))
+    assert guesses[0] < guesses[1] < guesses[2] and guesses[2] > guesses[0] + 0.3
+    with pytest.raises(ValueError, match="no pooled scale head"):
+        fit_pooled_scale(tiny_general(), photos)
 
 
 @pytest.fixture(scope="module")

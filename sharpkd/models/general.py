@@ -35,6 +35,11 @@ N_CONDITIONS = 4
 CROP = 128  # estimator crop size: the training patch size
 MAX_CROPS = 8
 MIN_STEP = 0.02
+CLEAN_LEVEL = 0.01  # a condition below this counts as none; a photo with all four below is left alone
+# The pooled scale guess (GeneralConfig.pooled_scale) may raise the scale only of a photo whose crops already
+# guess at least this (an upscale of about 1.75x). Chosen on training photos (docs/model-card.md): let it
+# raise any soft photo's scale and it tells pure 2x upscales and blurred photos an upscale they lack
+POOLED_SCALE_FROM = 0.25
 CALIBRATION_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0)  # blur ladder of :func:`calibrate`
 
 
@@ -53,6 +58,10 @@ class GeneralConfig:
     # its network's ReLUs leaking with ``cleanup_negative_slope``
     cleanup_channels: int = 0
     cleanup_negative_slope: float = 0.1
+    # True: the estimator has a second scale guess, a linear head on the features pooled over all of a
+    # photo's crops (fitted after training: :func:`fit_pooled_scale`, ``tools/fit_scale.py``); on a photo
+    # whose crops see an upscale it raises their averaged scale guess, which errs low, to its own
+    pooled_scale: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +73,7 @@ class Estimator(nn.Module):
     ``linear``: the head's output clamped to 0..1 instead of a sigmoid; training then puts its loss on the
     unclamped output (:meth:`for_loss`), whose gradient never vanishes (see ``GeneralConfig.linear_estimate``)."""
 
-    def __init__(self, channels: int, linear: bool = False) -> None:
+    def __init__(self, channels: int, linear: bool = False, pooled_scale: bool = False) -> None:
         super().__init__()
         c = channels
         self.linear = linear
@@ -77,6 +86,8 @@ class Estimator(nn.Module):
             nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
         )
         self.head = nn.Linear(2 * c, N_CONDITIONS)
+        # the scale guessed from the features of all of a photo's crops together (GeneralConfig.pooled_scale)
+        self.scale_head = nn.Linear(2 * c, 1) if pooled_scale else None
         # (guess, truth) knots of the blur calibration; the identity until :func:`calibrate` runs
         knots = torch.linspace(0, 1, len(CALIBRATION_SIGMAS) + 2)
         self.register_buffer("blur_knots", torch.stack([knots, knots]))
@@ -97,6 +108,20 @@ class Estimator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.for_loss(x).clamp(0, 1)
+
+    def guess(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One photo's crops (Nx3xhxw) -> its raw guess (1x4: the crops' guesses averaged) and its
+        conditions (1x4: the blur guess calibrated; with a pooled scale head, on a photo whose crops guess
+        a scale of at least ``POOLED_SCALE_FROM``, the scale raised to that head's guess from the crops'
+        features pooled, where it is higher)."""
+        features = self.features(crops).mean(dim=(2, 3))
+        z = self.head(features)
+        raw = (z if self.linear else torch.sigmoid(z)).clamp(0, 1).mean(dim=0, keepdim=True)
+        cond = self.calibrated(raw)
+        if self.scale_head is not None and float(cond[0, 1]) >= POOLED_SCALE_FROM:
+            pooled = self.scale_head(features.mean(dim=0, keepdim=True))[:, 0].clamp(0, 1)
+            cond[:, 1] = torch.maximum(cond[:, 1], pooled)
+        return raw, cond
 
 
 Reader = Callable[[int, int, int, int], torch.Tensor]  # (y0, y1, x0, x1) -> 1x3xhxw region of a photo
@@ -152,7 +177,7 @@ class General(nn.Module):
         super().__init__()
         self.config = config
         self.net = Student(StudentConfig(config.channels, config.blocks, config.unshuffle, N_CONDITIONS, config.negative_slope))
-        self.estimator = Estimator(config.estimator_channels, config.linear_estimate)
+        self.estimator = Estimator(config.estimator_channels, config.linear_estimate, config.pooled_scale)
         self.cleanup = (
             Cleanup(CleanupConfig(config.cleanup_channels, config.blocks, config.unshuffle, config.cleanup_negative_slope))
             if config.cleanup_channels else None
@@ -167,16 +192,13 @@ class General(nn.Module):
         return self.net.feature_channels
 
     def estimate(self, x: torch.Tensor, raw: bool = False) -> torch.Tensor:
-        """Bx4 conditions of each image of the batch, from its most textured crops (calibrated unless ``raw``)."""
-        guess = torch.cat([self.estimator(textured_crops(image[None])).mean(dim=0, keepdim=True) for image in x])
-        return guess if raw else self.estimator.calibrated(guess)
+        """Bx4 conditions of each image of the batch, from its most textured crops (the raw guess if ``raw``)."""
+        return torch.cat([self.estimator.guess(textured_crops(image[None]))[0 if raw else 1] for image in x])
 
-    def estimate_photo(self, read: Reader, h: int, w: int, raw: bool = False) -> torch.Tensor:
-        """1x4 calibrated conditions of one photo given by a region reader (see :func:`select_crops`);
-        the estimator's raw guess if ``raw``."""
-        crops = select_crops(read, h, w).to(next(self.parameters()).device)
-        guess = self.estimator(crops).mean(dim=0, keepdim=True)
-        return guess if raw else self.estimator.calibrated(guess)
+    def guess_photo(self, read: Reader, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw guess and the conditions (each 1x4, :meth:`Estimator.guess`) of one photo given by a
+        region reader (see :func:`select_crops`)."""
+        return self.estimator.guess(select_crops(read, h, w).to(next(self.parameters()).device))
 
     def forward_features(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if cond is None:
@@ -219,3 +241,61 @@ def calibrate(model: General, photos: list, device: str = "cpu") -> list[tuple[f
     xs, ys = [x for x, _ in knots], [y for _, y in knots]
     model.estimator.blur_knots.copy_(torch.tensor([xs, ys], dtype=torch.float32))
     return list(zip(xs, ys))
+
+
+# the degradations :func:`fit_pooled_scale` fits on: sharp, blurred, upscaled x2/x3/x4 with a few blurs
+SCALE_LADDER = tuple(
+    (sigma, scale) for sigma, scale in (
+        (0.0, 1.0), (0.6, 1.0), (0.8, 1.0), (1.0, 1.0), (0.0, 2.0), (1.0, 2.0), (1.5, 2.0),
+        (0.5, 3.0), (1.0, 3.0), (0.5, 4.0), (1.0, 4.0), (1.6, 4.0),
+    )
+)
+
+
+@torch.no_grad()
+def fit_pooled_scale(model: General, photos: list, ridge: float = 1.0, device: str = "cpu") -> dict:
+    """Fit ``model.estimator.scale_head`` (a model with ``pooled_scale``) on ``photos`` (HxWx3 uint8, training
+    photos only), each degraded every way of :data:`SCALE_LADDER`: a ridge regression (``ridge`` on the
+    standardised features) of the true scale condition on the estimator's features pooled over the photo's
+    crops, as :meth:`Estimator.guess` takes them. Returns a record: per ladder rung the true scale and the
+    fitted head's 10 / 50 / 90 % guesses against the crop-averaged ones."""
+    import numpy as np
+
+    from sharpkd.degrade import Degradation, apply, conditions
+    from sharpkd.pairs import to_tensor
+
+    head = model.estimator.scale_head
+    if head is None:
+        raise ValueError("the model has no pooled scale head (GeneralConfig.pooled_scale)")
+    feats, truth, old, rung = [], [], [], []
+    for i, (sigma, scale) in enumerate(SCALE_LADDER):
+        d = Degradation(sigma, sigma, scale=scale)
+        rng = np.random.default_rng(0)
+        for photo in photos:
+            lq = photo if d == Degradation() else apply(photo, d, rng)
+            x = to_tensor(lq).to(device)
+            crops = textured_crops(x)
+            feats.append(model.estimator.features(crops).mean(dim=(2, 3)).mean(dim=0).double().cpu())
+            old.append(float(model.estimator(crops).mean(dim=0)[1]))
+            truth.append(conditions(d)[1])
+            rung.append(i)
+    f, y = torch.stack(feats), torch.tensor(truth, dtype=torch.float64)
+    mu, sd = f.mean(dim=0), f.std(dim=0) + 1e-8
+    a = torch.cat([(f - mu) / sd, torch.ones(len(f), 1, dtype=torch.float64)], dim=1)
+    penalty = ridge * torch.eye(a.shape[1], dtype=torch.float64)
+    penalty[-1, -1] = 0  # the intercept is not shrunk
+    w = torch.linalg.solve(a.T @ a + penalty, a.T @ y)
+    head.weight.copy_((w[:-1] / sd)[None].to(head.weight))
+    head.bias.copy_((w[-1] - (w[:-1] * mu / sd).sum()).reshape(1).to(head.bias))
+    fitted = head(f.to(head.weight)).clamp(0, 1)[:, 0].double()
+    record = {"photos": len(photos), "ridge": ridge, "rmse": round(float(((fitted - y) ** 2).mean().sqrt()), 4),
+              "rmse_before": round(float(((torch.tensor(old, dtype=torch.float64) - y) ** 2).mean().sqrt()), 4), "rungs": []}
+    q = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
+    for i, (sigma, scale) in enumerate(SCALE_LADDER):
+        sel = torch.tensor(rung) == i
+        record["rungs"].append({
+            "blur": sigma, "scale": scale, "truth": round(truth[sel.nonzero()[0, 0]], 3),
+            "pooled": [round(float(v), 3) for v in torch.quantile(fitted[sel], q)],
+            "crops": [round(float(v), 3) for v in torch.quantile(torch.tensor(old, dtype=torch.float64)[sel], q)],
+        })
+    return record
