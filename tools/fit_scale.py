@@ -1,12 +1,11 @@
 """Give a general model a pooled scale guess (maintainers' tool, docs/model-card.md "The pooled scale guess").
 
-    python tools/fit_scale.py GENERAL --dataset mixed --out W.pt [--every 4] [--ridge 1.0]
+    python tools/fit_scale.py GENERAL --dataset mixed --out W.pt [--every 4] [--steps 2000]
     python tools/fit_scale.py fast --head-from W.pt --out W_FAST.pt
 
 GENERAL: a bundled general model ('general' or 'fast') or a weights file. The estimator's crop-averaged
-scale guess errs low on some photos (it was trained with a quantile loss, q = 0.3); this adds a second,
-linear scale head on the estimator's features pooled over all of a photo's crops, fitted by ridge
-regression on every ``--every``-th training photo of ``--dataset`` degraded the ways of
+scale guess errs low on some photos (it was trained with a quantile loss, q = 0.3); this adds a second
+scale head, a small MLP on the estimator's features pooled over all of a photo's crops, fitted on every ``--every``-th training photo of ``--dataset`` degraded the ways of
 :data:`sharpkd.models.general.SCALE_LADDER` (:func:`sharpkd.models.general.fit_pooled_scale`). Everything
 else is copied unchanged; the pooled guess is used only on photos the estimator finds soft, so photos it
 finds clean stay untouched. ``--head-from W`` takes the head (and its record) from W instead of fitting,
@@ -33,7 +32,7 @@ def main() -> None:
     ap.add_argument("--dataset", help="prepared data set whose training photos the head is fitted on")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--every", type=int, default=4, help="fit on every N-th training photo")
-    ap.add_argument("--ridge", type=float, default=1.0, help="ridge penalty on the standardised features")
+    ap.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps of the fit")
     ap.add_argument("--head-from", type=Path, help="copy the head from this weights file (same estimator) instead of fitting")
     a = ap.parse_args()
     base = pretrained.load(a.general) if a.general in pretrained.BUNDLED else pretrained.load_file(Path(a.general))
@@ -47,13 +46,13 @@ def main() -> None:
     if a.head_from:
         donor = torch.load(a.head_from, weights_only=True)
         same = all(torch.equal(v, donor["state_dict"][f"estimator.{k}"].to(v)) for k, v in base.model.estimator.state_dict().items())
-        if not same or "estimator.scale_head.weight" not in donor["state_dict"]:
+        if not same or "estimator.scale_head.0.weight" not in donor["state_dict"]:
             raise SystemExit(f"{a.head_from}: not a pooled scale head on the same estimator as {a.general}")
-        model.estimator.scale_head.load_state_dict({k: donor["state_dict"][f"estimator.scale_head.{k}"] for k in ("weight", "bias")})
+        model.estimator.scale_head.load_state_dict({k: donor["state_dict"][f"estimator.scale_head.{k}"] for k in model.estimator.scale_head.state_dict()})
         info = json.loads(donor["info"]) | {"general": base.source, "head_from": str(a.head_from)}
     elif a.dataset:
         photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[:: a.every]]
-        info = fit_pooled_scale(model, photos, a.ridge) | {"fitted_on": f"{a.dataset} train[::{a.every}]", "general": base.source}
+        info = fit_pooled_scale(model, photos, a.steps) | {"fitted_on": f"{a.dataset} train[::{a.every}]", "general": base.source}
     else:
         raise SystemExit("give --dataset to fit the head, or --head-from to copy one")
     print(json.dumps(info))

@@ -40,6 +40,7 @@ CLEAN_LEVEL = 0.01  # a condition below this counts as none; a photo with all fo
 # guess at least this (an upscale of about 1.75x). Chosen on training photos (docs/model-card.md): let it
 # raise any soft photo's scale and it tells pure 2x upscales and blurred photos an upscale they lack
 POOLED_SCALE_FROM = 0.25
+POOLED_HIDDEN = 32  # hidden units of the pooled scale head (a linear head erred twice as much: docs/model-card.md)
 CALIBRATION_SIGMAS = (0.4, 0.6, 0.8, 1.0, 1.25, 1.5, 1.75, 2.0)  # blur ladder of :func:`calibrate`
 
 
@@ -58,7 +59,7 @@ class GeneralConfig:
     # its network's ReLUs leaking with ``cleanup_negative_slope``
     cleanup_channels: int = 0
     cleanup_negative_slope: float = 0.1
-    # True: the estimator has a second scale guess, a linear head on the features pooled over all of a
+    # True: the estimator has a second scale guess, a small MLP on the features pooled over all of a
     # photo's crops (fitted after training: :func:`fit_pooled_scale`, ``tools/fit_scale.py``); on a photo
     # whose crops see an upscale it raises their averaged scale guess, which errs low, to its own
     pooled_scale: bool = False
@@ -87,7 +88,9 @@ class Estimator(nn.Module):
         )
         self.head = nn.Linear(2 * c, N_CONDITIONS)
         # the scale guessed from the features of all of a photo's crops together (GeneralConfig.pooled_scale)
-        self.scale_head = nn.Linear(2 * c, 1) if pooled_scale else None
+        self.scale_head = (
+            nn.Sequential(nn.Linear(2 * c, POOLED_HIDDEN), nn.ReLU(), nn.Linear(POOLED_HIDDEN, 1)) if pooled_scale else None
+        )
         # (guess, truth) knots of the blur calibration; the identity until :func:`calibrate` runs
         knots = torch.linspace(0, 1, len(CALIBRATION_SIGMAS) + 2)
         self.register_buffer("blur_knots", torch.stack([knots, knots]))
@@ -252,13 +255,14 @@ SCALE_LADDER = tuple(
 )
 
 
-@torch.no_grad()
-def fit_pooled_scale(model: General, photos: list, ridge: float = 1.0, device: str = "cpu") -> dict:
+def fit_pooled_scale(model: General, photos: list, steps: int = 2000, device: str = "cpu") -> dict:
     """Fit ``model.estimator.scale_head`` (a model with ``pooled_scale``) on ``photos`` (HxWx3 uint8, training
-    photos only), each degraded every way of :data:`SCALE_LADDER`: a ridge regression (``ridge`` on the
-    standardised features) of the true scale condition on the estimator's features pooled over the photo's
-    crops, as :meth:`Estimator.guess` takes them. Returns a record: per ladder rung the true scale and the
-    fitted head's 10 / 50 / 90 % guesses against the crop-averaged ones."""
+    photos only), each degraded every way of :data:`SCALE_LADDER`: the head learns the true scale condition
+    from the estimator's features pooled over the photo's crops, as :meth:`Estimator.guess` takes them
+    (mean squared error of its clamped guess; ``steps`` full-batch Adam steps, learning rate 0.01, weight
+    decay 0.001, on standardised features, seed 0; the standardisation is then folded into the first
+    layer). Returns a record: per ladder rung the true scale and the fitted head's 10 / 50 / 90 % guesses
+    against the crop-averaged ones."""
     import numpy as np
 
     from sharpkd.degrade import Degradation, apply, conditions
@@ -268,34 +272,43 @@ def fit_pooled_scale(model: General, photos: list, ridge: float = 1.0, device: s
     if head is None:
         raise ValueError("the model has no pooled scale head (GeneralConfig.pooled_scale)")
     feats, truth, old, rung = [], [], [], []
-    for i, (sigma, scale) in enumerate(SCALE_LADDER):
-        d = Degradation(sigma, sigma, scale=scale)
-        rng = np.random.default_rng(0)
-        for photo in photos:
-            lq = photo if d == Degradation() else apply(photo, d, rng)
-            x = to_tensor(lq).to(device)
-            crops = textured_crops(x)
-            feats.append(model.estimator.features(crops).mean(dim=(2, 3)).mean(dim=0).double().cpu())
-            old.append(float(model.estimator(crops).mean(dim=0)[1]))
-            truth.append(conditions(d)[1])
-            rung.append(i)
-    f, y = torch.stack(feats), torch.tensor(truth, dtype=torch.float64)
+    with torch.no_grad():
+        for i, (sigma, scale) in enumerate(SCALE_LADDER):
+            d = Degradation(sigma, sigma, scale=scale)
+            rng = np.random.default_rng(0)
+            for photo in photos:
+                lq = photo if d == Degradation() else apply(photo, d, rng)
+                crops = textured_crops(to_tensor(lq).to(device))
+                feats.append(model.estimator.features(crops).mean(dim=(2, 3)).mean(dim=0).cpu())
+                old.append(float(model.estimator(crops).mean(dim=0)[1]))
+                truth.append(conditions(d)[1])
+                rung.append(i)
+    f, y = torch.stack(feats).double(), torch.tensor(truth)
     mu, sd = f.mean(dim=0), f.std(dim=0) + 1e-8
-    a = torch.cat([(f - mu) / sd, torch.ones(len(f), 1, dtype=torch.float64)], dim=1)
-    penalty = ridge * torch.eye(a.shape[1], dtype=torch.float64)
-    penalty[-1, -1] = 0  # the intercept is not shrunk
-    w = torch.linalg.solve(a.T @ a + penalty, a.T @ y)
-    head.weight.copy_((w[:-1] / sd)[None].to(head.weight))
-    head.bias.copy_((w[-1] - (w[:-1] * mu / sd).sum()).reshape(1).to(head.bias))
-    fitted = head(f.to(head.weight)).clamp(0, 1)[:, 0].double()
-    record = {"photos": len(photos), "ridge": ridge, "rmse": round(float(((fitted - y) ** 2).mean().sqrt()), 4),
-              "rmse_before": round(float(((torch.tensor(old, dtype=torch.float64) - y) ** 2).mean().sqrt()), 4), "rungs": []}
+    z = ((f - mu) / sd).float()
+    torch.manual_seed(0)
+    fitted = nn.Sequential(nn.Linear(f.shape[1], POOLED_HIDDEN), nn.ReLU(), nn.Linear(POOLED_HIDDEN, 1))
+    opt = torch.optim.Adam(fitted.parameters(), lr=0.01, weight_decay=0.001)
+    for _ in range(steps):
+        opt.zero_grad()
+        ((fitted(z)[:, 0].clamp(0, 1) - y) ** 2).mean().backward()
+        opt.step()
+    with torch.no_grad():  # fold the standardisation into the first layer
+        first, last = fitted[0], fitted[2]
+        w = first.weight.double() / sd
+        head[0].weight.copy_(w.to(head[0].weight))
+        head[0].bias.copy_((first.bias.double() - w @ mu).to(head[0].bias))
+        head[2].load_state_dict(last.state_dict())
+        guess = head(f.to(head[0].weight)).clamp(0, 1)[:, 0].double()
+    y, old = y.double(), torch.tensor(old, dtype=torch.float64)
+    record = {"photos": len(photos), "steps": steps, "rmse": round(float(((guess - y) ** 2).mean().sqrt()), 4),
+              "rmse_before": round(float(((old - y) ** 2).mean().sqrt()), 4), "rungs": []}
     q = torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64)
     for i, (sigma, scale) in enumerate(SCALE_LADDER):
         sel = torch.tensor(rung) == i
         record["rungs"].append({
             "blur": sigma, "scale": scale, "truth": round(truth[sel.nonzero()[0, 0]], 3),
-            "pooled": [round(float(v), 3) for v in torch.quantile(fitted[sel], q)],
-            "crops": [round(float(v), 3) for v in torch.quantile(torch.tensor(old, dtype=torch.float64)[sel], q)],
+            "pooled": [round(float(v), 3) for v in torch.quantile(guess[sel], q)],
+            "crops": [round(float(v), 3) for v in torch.quantile(old[sel], q)],
         })
     return record
