@@ -106,7 +106,7 @@ class Loaded:
             note = f" ({decision.note()})"
         elif model.cleanup is not None and max(values[:2]) < CLEAN_LEVEL:
             note = f" (raw blur {float(raw[0, 0]):.3f}: a little soft, no noise/JPEG cleanup)"
-        elif values[1] > float(raw[0, 1]):
+        elif round(values[1], 2) > round(float(raw[0, 1]), 2):  # the whole-photo guess raised the scale
             note = f" (scale from the whole photo's guess; the crops' {float(raw[0, 1]):.2f})"
         described = f"{self.name}, estimated " + " ".join(f"{k} {v:.2f}" for k, v in zip(CONDITIONS, values)) + note
         if measured and max(values[2:]) >= CLEAN_LEVEL:
