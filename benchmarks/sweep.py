@@ -7,7 +7,8 @@ model restores it, and PSNR-Y (project convention) of the input and of the outpu
 is recorded, per photo, and reported per part of the data set (its source folders): the mean gain and
 the worst photo's. "gain" is output minus input. The sharp original (sigma 0, scale 1) shows whether a model
 leaves good photos alone: there "input" is inf, so the table gives the output's PSNR to the original.
-``--told`` adds each general model *told* the true conditions of the case (no estimate): what its network
+``--told`` adds each general model *told* the true conditions of the case (no estimate; noise and JPEG alone
+through its cleanup network, where it has one): what its network
 can do when the estimator is right.
 """
 
@@ -57,13 +58,17 @@ def sweep(restorers: dict, photos: list[np.ndarray], cases: list[str] | None = N
 
 def told(loaded: pretrained.Loaded, lq: np.ndarray, d: Degradation) -> np.ndarray:
     """A general model's output when told the true conditions of ``d`` (whole photo, one pass, through
-    the same inference core as ``enhance``)."""
+    the same inference core as ``enhance``): by its cleanup network where it has one and ``d`` is noise
+    and/or JPEG alone (the photos that stage takes), else by its general network."""
     import torch
 
     from sharpkd.degrade import conditions
     from sharpkd.models.general import Told
 
-    network = Told(loaded.model.net, torch.tensor([conditions(d)], dtype=torch.float32))
+    cond = conditions(d)
+    artifacts_only = max(cond[:2]) == 0 and max(cond[2:]) > 0
+    net = loaded.model.cleanup.net if artifacts_only and loaded.model.cleanup is not None else loaded.model.net
+    network = Told(net, torch.tensor([cond], dtype=torch.float32))
     return enhance(replace(loaded, model=network, conditioned=False), lq, tile=0)
 
 
