@@ -151,7 +151,8 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
     General models may differ: the body is taken when its shape (channels, blocks) is the same, also
     when its ReLUs leak differently (``negative_slope``: a leak lets units the source left dead learn), the
     estimator when it has the same width, and of an estimator with the other kind of output
-    (``linear_estimate``) only the convolutions (the head starts at zero). Returns what was taken
+    (``linear_estimate``) only the convolutions (the head starts at zero); a whole-photo scale head
+    (``pooled_scale``) only where both have one. Returns what was taken
     ("all", or e.g. "body + estimator features"), which the run records."""
     if type(model) is type(source) and model.config == source.config:
         model.load_state_dict(source.state_dict())
@@ -167,8 +168,14 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
             leaky = model.net.config.negative_slope != source.net.config.negative_slope
             taken.append(f"body (ReLU slope {source.net.config.negative_slope:g} -> {model.net.config.negative_slope:g})" if leaky else "body")
         if model.config.linear_estimate == source.config.linear_estimate:
-            model.estimator.load_state_dict(source.estimator.state_dict())
-            taken.append("estimator")
+            state = source.estimator.state_dict()
+            # a whole-photo scale head (pooled_scale) is fitted after training, on the final features
+            # (tools/fit_scale.py): taken only where both have one
+            heads = model.estimator.scale_head is not None, source.estimator.scale_head is not None
+            if heads != (True, True):
+                state = {k: v for k, v in state.items() if not k.startswith("scale_head.")}
+            model.estimator.load_state_dict(state, strict=not heads[0])
+            taken.append("estimator" if heads[1] == heads[0] else "estimator without its scale head")
         else:
             model.estimator.features.load_state_dict(source.estimator.features.state_dict())
             model.estimator.fresh_head()

@@ -132,6 +132,20 @@ def test_pooled_scale_raises_the_scale_only_where_the_crops_see_an_upscale():
         assert float(pooled.estimate(x)[0, 1]) == pytest.approx(0.9)
 
 
+def test_training_can_start_from_a_model_with_a_pooled_scale_head():
+    """--init bundled (and distilling from the bundled general) takes body and estimator; the head, fitted
+    on the final features after training, only where both models have one."""
+    from sharpkd.training import warm_start
+
+    source = pooled_copy(tiny_general())
+    fresh = General(GeneralConfig(channels=8, blocks=2, estimator_channels=4))
+    assert warm_start(fresh, source, "src") == "body + estimator without its scale head"
+    assert torch.equal(fresh.estimator.head.weight, source.estimator.head.weight) and fresh.estimator.scale_head is None
+    pooled = General(GeneralConfig(channels=12, blocks=2, estimator_channels=4, pooled_scale=True))  # another body
+    assert warm_start(pooled, source, "src") == "estimator"
+    assert torch.equal(pooled.estimator.scale_head[0].weight, source.estimator.scale_head[0].weight)
+
+
 def test_fit_pooled_scale_learns_the_scale_from_pooled_features():
     """With features that see fine detail (a fixed Laplacian's energy at a few gains), the fitted head,
     as installed (the features' standardisation folded into it), tells the upscales apart; with no head,
