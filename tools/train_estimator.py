@@ -56,7 +56,8 @@ def main() -> None:
     except TrainError as e:
         raise SystemExit(str(e)) from None
     torch.manual_seed(a.seed)
-    config = dataclasses.replace(source.model.config, linear_estimate=True)
+    # the estimator's features change: a whole-photo scale head fitted on the old ones is dropped (refit: tools/fit_scale.py)
+    config = dataclasses.replace(source.model.config, linear_estimate=True, pooled_scale=False)
     model = models.build("general", config.to_dict())
     taken = warm_start(model, source.model, source.source)  # the body and the estimator's convolutions
     model.estimator.fresh_head()  # (also when WEIGHTS' head is linear already)
