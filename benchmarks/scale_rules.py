@@ -74,11 +74,10 @@ def main() -> None:
             lq = apply(p.hr, d, rng)
             x = to_tensor(lq)
             with torch.no_grad():
-                crops = select_crops(tensor_reader(x), x.shape[-2], x.shape[-1])
-                features = model.estimator.features(crops).mean(dim=(2, 3))
-                raw = model.estimator(crops).mean(dim=0, keepdim=True)
+                features = model.estimator.crop_features(select_crops(tensor_reader(x), x.shape[-2], x.shape[-1]))
+                raw = model.estimator.crops_guess(features)
                 blur = float(model.estimator.calibrated(raw)[0, 0])
-                pooled = float(model.estimator.scale_head(features.mean(dim=0, keepdim=True)).clamp(0, 1))
+                pooled = float(model.estimator.pooled_scale_guess(features))
             crop_scale = float(raw[0, 1])
             if max(blur, crop_scale) < CLEAN_LEVEL:  # found clean: no rule touches it
                 for v in gains.values():

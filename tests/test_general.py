@@ -168,7 +168,7 @@ def test_fit_pooled_scale_learns_the_scale_from_pooled_features():
     assert all(b > a + 0.15 for a, b in itertools.pairwise(medians)), medians
     crops = textured_crops(torch.from_numpy(apply(photos[0], Degradation(1.0, 1.0, scale=4.0))).permute(2, 0, 1)[None].float() / 255)
     with torch.no_grad():  # what Estimator.guess computes from the crops
-        guess = float(model.estimator.scale_head(model.estimator.features(crops).mean(dim=(2, 3)).mean(dim=0, keepdim=True)).clamp(0, 1))
+        guess = float(model.estimator.pooled_scale_guess(model.estimator.crop_features(crops)))
     assert guess > 0.7
     with pytest.raises(ValueError, match="no pooled scale head"):
         fit_pooled_scale(tiny_general(), photos)

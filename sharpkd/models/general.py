@@ -109,26 +109,39 @@ class Estimator(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
+    def crop_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Bx3xhxw crops -> Bx2c: each crop's features averaged over its positions (what the heads see)."""
+        return self.features(x).mean(dim=(2, 3))
+
+    def _head_output(self, features: torch.Tensor) -> torch.Tensor:
+        z = self.head(features)
+        return z if self.linear else torch.sigmoid(z)
+
     def for_loss(self, x: torch.Tensor) -> torch.Tensor:
         """What training's loss compares with the truth: the unclamped guess (linear), or the sigmoid's."""
-        z = self.head(self.features(x).mean(dim=(2, 3)))
-        return z if self.linear else torch.sigmoid(z)
+        return self._head_output(self.crop_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.for_loss(x).clamp(0, 1)
+
+    def crops_guess(self, features: torch.Tensor) -> torch.Tensor:
+        """:meth:`crop_features` of one photo's crops -> its raw guess (1x4: the crops' guesses averaged)."""
+        return self._head_output(features).clamp(0, 1).mean(dim=0, keepdim=True)
+
+    def pooled_scale_guess(self, features: torch.Tensor) -> torch.Tensor:
+        """:meth:`crop_features` of one photo's crops -> the scale head's guess (1) from them pooled."""
+        return self.scale_head(features.mean(dim=0, keepdim=True))[:, 0].clamp(0, 1)
 
     def guess(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One photo's crops (Nx3xhxw) -> its raw guess (1x4: the crops' guesses averaged) and its
         conditions (1x4: the blur guess calibrated; with a pooled scale head, on a photo whose crops guess
         a scale of at least ``POOLED_SCALE_FROM``, the scale raised to that head's guess from the crops'
         features pooled, where it is higher)."""
-        features = self.features(crops).mean(dim=(2, 3))
-        z = self.head(features)
-        raw = (z if self.linear else torch.sigmoid(z)).clamp(0, 1).mean(dim=0, keepdim=True)
+        features = self.crop_features(crops)
+        raw = self.crops_guess(features)
         cond = self.calibrated(raw)
         if self.scale_head is not None and float(cond[0, 1]) >= POOLED_SCALE_FROM:
-            pooled = self.scale_head(features.mean(dim=0, keepdim=True))[:, 0].clamp(0, 1)
-            cond[:, 1] = torch.maximum(cond[:, 1], pooled)
+            cond[:, 1] = torch.maximum(cond[:, 1], self.pooled_scale_guess(features))
         return raw, cond
 
 
@@ -281,9 +294,9 @@ def fit_pooled_scale(model: General, photos: list, steps: int = 2000, device: st
             rng = np.random.default_rng(0)
             for photo in photos:
                 lq = photo if d == Degradation() else apply(photo, d, rng)
-                crops = textured_crops(to_tensor(lq).to(device))
-                feats.append(model.estimator.features(crops).mean(dim=(2, 3)).mean(dim=0).cpu())
-                old.append(float(model.estimator(crops).mean(dim=0)[1]))
+                features = model.estimator.crop_features(textured_crops(to_tensor(lq).to(device)))
+                feats.append(features.mean(dim=0).cpu())
+                old.append(float(model.estimator.crops_guess(features)[0, 1]))
                 truth.append(conditions(d)[1])
                 rung.append(i)
     f, y = torch.stack(feats).double(), torch.tensor(truth)
