@@ -282,7 +282,8 @@ def train_teacher_cmd(dataset, run_dir, steps, batch_size, patch, lr, seed, val_
 @train_options
 @click.option("--teacher", help="Teacher: a run folder or weights file from train-teacher, 'bundled', or a general model "
               "(a run folder, or 'bundled-general': trains a smaller general student from it, with --lambda-feat 0 --lambda-out 1; "
-              "the data set must be prepared with --degradations general) [default: the latest trained teacher, else the bundled one].")
+              "the data set must be prepared with --degradations general), or a student ('bundled-x4', a run folder: teaches "
+              "a smaller student) [default: the latest trained teacher, else the bundled one].")
 @click.option("--lambda-feat", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Weight of the feature loss: MSE between adapted student features and teacher features.")
 @click.option("--lambda-out", type=click.FloatRange(min=0), default=0.0, show_default=True, help="Weight of an L1 loss to the teacher's output (0 = off).")
 @click.option("--baseline", is_flag=True, help="Also train the same student without the teacher and write a report card (report.md, report.json).")

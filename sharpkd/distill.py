@@ -99,8 +99,9 @@ def latest_teacher(root: Path | None = None) -> Path | None:
 
 def load_teacher(teacher: str | None, device: str) -> pretrained.Loaded:
     """``teacher``: a run folder or weights file, ``"bundled"`` (the bundled teacher), ``"bundled-general"``
-    (the bundled general model, which teaches a smaller general student), or None for the latest trained
-    teacher, else the bundled one."""
+    (the bundled general model, which teaches a smaller general student), ``"bundled-x4"`` (the bundled
+    student, which teaches a smaller student: a teacher assistant, a step between sizes), or None for the
+    latest trained teacher, else the bundled one."""
     if teacher is None:
         teacher = latest_teacher()
         if teacher is None:
@@ -115,10 +116,10 @@ def load_teacher(teacher: str | None, device: str) -> pretrained.Loaded:
         loaded = pretrained.load("teacher", device=device)
     elif teacher == "bundled-general":
         loaded = pretrained.load("general", device=device)
+    elif teacher == "bundled-x4":
+        loaded = pretrained.load("x4", device=device)
     else:
         loaded = pretrained.load_file(Path(teacher), device)
-    if loaded.arch == "student":
-        raise TrainError(f"{loaded.source}: this model cannot serve as a teacher (it exposes no features)")
     return loaded
 
 

@@ -391,6 +391,22 @@ def test_distill_from_the_bundled_teacher(dataset):
     assert config["spec"]["extra"]["feature_pairs"][-1] == [1, 11]  # 2 student blocks against 12 teacher blocks
 
 
+def test_a_student_teaches_a_smaller_student(dataset):
+    """A teacher assistant: the bundled x4 (40 x 8) teaches a narrower student, features and output."""
+    r = run("distill", "--dataset", "tiny", *TINY, "--channels", "4", "--blocks", "2", "--teacher", "bundled-x4",
+            "--lambda-out", "1", "--run", paths.runs_dir() / "from-x4")
+    assert r.exit_code == 0, r.output
+    extra = json.loads((paths.runs_dir() / "from-x4" / "config.json").read_text())["spec"]["extra"]
+    assert extra["teacher"] == "bundled x4.pt" and extra["teacher_config"]["channels"] == 40
+    assert extra["feature_pairs"] == [[0, 3], [1, 7]]  # 2 student blocks against the x4's 8
+    assert pretrained.load_file(paths.runs_dir() / "from-x4").model.config.channels == 4
+    # a student trained here serves as well (a run folder)
+    r = run("distill", "--dataset", "tiny", *TINY, "--channels", "2", "--blocks", "1", "--teacher", paths.runs_dir() / "from-x4",
+            "--lambda-out", "1", "--run", paths.runs_dir() / "from-small")
+    assert r.exit_code == 0, r.output
+    assert json.loads((paths.runs_dir() / "from-small" / "config.json").read_text())["spec"]["extra"]["teacher_config"]["channels"] == 4
+
+
 def test_train_gpu_tool_fits_steps_to_the_budget_and_stops_at_the_deadline(dataset, tmp_path):
     """tools/train_gpu.py (how the bundled weights were trained), run on the CPU with a tiny job."""
     tool = Path(__file__).parent.parent / "tools" / "train_gpu.py"
