@@ -245,6 +245,38 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     wide, narrow = pretrained.load_file(small).model, pretrained.load_file(cut).model
     assert narrow.config.channels == 2 and narrow.config.blocks == 1 and "stream: kept" in done.stdout
     assert all(torch.equal(a, b) for a, b in zip(narrow.estimator.state_dict().values(), wide.estimator.state_dict().values()))
+    # a whole-photo scale head (tools/fit_scale.py), fitted, then refitted or copied onto a model that has one
+    fit_tool = Path(__file__).parent.parent / "tools" / "fit_scale.py"
+
+    def fit_scale(*args):
+        return subprocess.run([sys.executable, fit_tool, *map(str, args)], capture_output=True, text=True, timeout=300, check=False)
+
+    headed, again = tmp_path / "headed.pt", tmp_path / "again.pt"
+    done = fit_scale(small, "--dataset", "gen", "--every", "1", "--steps", "5", "--out", headed)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert pretrained.load_file(headed).model.estimator.scale_head is not None
+    done = fit_scale(headed, "--dataset", "gen", "--every", "1", "--steps", "2", "--out", again)  # fitted again
+    assert done.returncode == 0, done.stdout + done.stderr
+    head, other = (pretrained.load_file(f).model.estimator.scale_head[0].weight for f in (headed, again))
+    assert not torch.equal(head, other)
+    done = fit_scale(again, "--head-from", headed, "--out", again)  # the base's own head is replaced by the donor's
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert torch.equal(pretrained.load_file(again).model.estimator.scale_head[0].weight, head)
+    done = fit_scale(run_dir, "--head-from", headed, "--out", again)  # another estimator: refused
+    assert done.returncode != 0 and "not a pooled scale head on the same estimator" in done.stderr
+    # a cut of a model with a scale head and a cleanup stage keeps both as they are
+    config = {**pretrained.load_file(headed).model.config.to_dict(), "cleanup_channels": 4}
+    full = distill.models.build("general", config)
+    assert full.load_state_dict(pretrained.load_file(headed).model.state_dict(), strict=False).missing_keys[0].startswith("cleanup.")
+    torch.save({"arch": "general", "config": config, "state_dict": full.state_dict()}, tmp_path / "full.pt")
+    done = subprocess.run([sys.executable, tool, tmp_path / "full.pt", "--channels", "2", "--dataset", "gen", "--crops", "2",
+                           "--out", tmp_path / "full-cut.pt"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    full_cut = pretrained.load_file(tmp_path / "full-cut.pt").model
+    assert full_cut.config.channels == 2 and full_cut.config.cleanup_channels == 4
+    for part in ("estimator", "cleanup"):
+        ours, theirs = getattr(full_cut, part).state_dict(), getattr(full, part).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), part
     kept = paths.runs_dir() / "kept"
     r = run("distill", "--dataset", "gen", "--teacher", small, *TINY, "--channels", "2", "--blocks", "1",
             "--lambda-feat", "0", "--lambda-out", "1", "--init", cut, "--keep-estimator", "--run", kept, "--baseline")

@@ -1,4 +1,4 @@
-"""Give a general model a pooled scale guess (maintainers' tool, docs/model-card.md "The pooled scale guess").
+"""Give a general model a whole-photo scale guess (maintainers' tool, docs/model-card.md "The whole-photo scale guess").
 
     python tools/fit_scale.py GENERAL --dataset mixed --out W.pt [--every 4] [--steps 2000]
     python tools/fit_scale.py fast --head-from W.pt --out W_FAST.pt
@@ -9,7 +9,8 @@ scale head, a small MLP on the estimator's features pooled over all of a photo's
 :data:`sharpkd.models.general.SCALE_LADDER` (:func:`sharpkd.models.general.fit_pooled_scale`). Everything
 else is copied unchanged; the pooled guess is used only on photos the estimator finds soft, so photos it
 finds clean stay untouched. ``--head-from W`` takes the head (and its record) from W instead of fitting,
-where both models have the same estimator (the bundled ``general`` and ``fast`` do). Writes a weights file that ``enhance --weights`` and ``tools/bundle_weights.py`` take.
+where both models have the same estimator (the bundled ``general`` and ``fast`` do). A head GENERAL
+already has is replaced (fitted again, or taken from W). Writes a weights file that ``enhance --weights`` and ``tools/bundle_weights.py`` take.
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ def main() -> None:
         raise SystemExit(f"GENERAL does not fit its own config: missing {missing}, unexpected {unexpected}")
     if a.head_from:
         donor = torch.load(a.head_from, weights_only=True)
-        same = all(torch.equal(v, donor["state_dict"][f"estimator.{k}"].to(v)) for k, v in base.model.estimator.state_dict().items())
+        same = all(  # the estimator the head reads; a head GENERAL already has is replaced
+            torch.equal(v, donor["state_dict"][f"estimator.{k}"].to(v))
+            for k, v in base.model.estimator.state_dict().items() if not k.startswith("scale_head.")
+        )
         if not same or "estimator.scale_head.0.weight" not in donor["state_dict"]:
             raise SystemExit(f"{a.head_from}: not a pooled scale head on the same estimator as {a.general}")
         model.estimator.scale_head.load_state_dict({k: donor["state_dict"][f"estimator.scale_head.{k}"] for k in model.estimator.scale_head.state_dict()})

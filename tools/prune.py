@@ -15,7 +15,7 @@ conditions (``x4``: crops of the data set's stored pairs): first the residual st
 channel at a time, each time dropping the one whose zeroing moves the output least (L1 to the wide
 model's output); then each block's inner channels the same way, block by block. The result
 (``student.narrowed``) computes exactly the wide model with those channels zeroed; a general model's
-estimator, with its calibration, is copied unchanged.
+estimator (with its calibration and whole-photo scale head) and cleanup stage are copied unchanged.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ def main() -> None:
     lq, _, cond = sampler.batch(0, a.crops)
     start = time.time()
     cut, stream, inner = prune(net.eval(), a.channels, lq, cond if general else None)
-    if general:
+    if general:  # the cut body; everything else (estimator and its scale head, cleanup stage) copied as it is
         model = models.build("general", {**loaded.model.config.to_dict(), "channels": a.channels})
-        model.net.load_state_dict(cut.state_dict())
-        model.estimator.load_state_dict(loaded.model.estimator.state_dict())
+        rest = {k: v for k, v in loaded.model.state_dict().items() if not k.startswith("net.")}
+        model.load_state_dict(rest | {f"net.{k}": v for k, v in cut.state_dict().items()})
     else:
         model = cut
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
