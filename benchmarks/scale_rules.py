@@ -25,8 +25,7 @@ import torch
 from sharpkd import metrics, pretrained
 from sharpkd.degrade import Degradation, apply
 from sharpkd.inference import enhance
-from sharpkd.models.cleanup import tensor_reader
-from sharpkd.models.general import CLEAN_LEVEL, POOLED_SCALE_FROM, Told, select_crops
+from sharpkd.models.general import CLEAN_LEVEL, POOLED_SCALE_FROM, Told, textured_crops
 from sharpkd.pairs import find_dataset, load_split, to_tensor
 
 CASES = {
@@ -74,7 +73,7 @@ def main() -> None:
             lq = apply(p.hr, d, rng)
             x = to_tensor(lq)
             with torch.no_grad():
-                features = model.estimator.crop_features(select_crops(tensor_reader(x), x.shape[-2], x.shape[-1]))
+                features = model.estimator.crop_features(textured_crops(x))
                 raw = model.estimator.crops_guess(features)
                 blur = float(model.estimator.calibrated(raw)[0, 0])
                 pooled = float(model.estimator.pooled_scale_guess(features))

@@ -113,14 +113,12 @@ def load_teacher(teacher: str | None, device: str) -> pretrained.Loaded:
                     "run `sharpkd train-teacher` first (or give --teacher RUN_DIR)"
                 ) from None
     if teacher == "bundled":
-        loaded = pretrained.load("teacher", device=device)
-    elif teacher == "bundled-general":
-        loaded = pretrained.load("general", device=device)
-    elif teacher == "bundled-x4":
-        loaded = pretrained.load("x4", device=device)
-    else:
-        loaded = pretrained.load_file(Path(teacher), device)
-    return loaded
+        return pretrained.load("teacher", device=device)
+    if teacher == "bundled-general":
+        return pretrained.load("general", device=device)
+    if teacher == "bundled-x4":
+        return pretrained.load("x4", device=device)
+    return pretrained.load_file(Path(teacher), device)
 
 
 def train(

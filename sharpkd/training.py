@@ -174,7 +174,7 @@ def warm_start(model: nn.Module, source: nn.Module, name: str) -> str:
             heads = model.estimator.scale_head is not None, source.estimator.scale_head is not None
             if heads != (True, True):
                 state = {k: v for k, v in state.items() if not k.startswith("scale_head.")}
-            model.estimator.load_state_dict(state, strict=not heads[0])
+            model.estimator.load_state_dict(state, strict=heads != (True, False))  # only a head the source lacks stays unset
             taken.append("estimator" if heads[1] == heads[0] else "estimator without its scale head")
         else:
             model.estimator.features.load_state_dict(source.estimator.features.state_dict())
