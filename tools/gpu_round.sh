@@ -23,6 +23,11 @@
 #      prepared with --artifacts-share 0.7, then on the usual mixture, beside the mixture alone for as many
 #      steps (control). Then tools/probe_artifacts.py, calibrate and sweep on CPU. To start from general40c,
 #      carry it (gpudata/w/general40c.pt, ignored) and set F_INIT=gpudata/w/general40c.pt.
+#   G: the cleanup network of general and fast (noise and JPEG alone, every crop told the truth) trained
+#      longer than 2 CPU cores allow: the shipped width (40 x 8) going on from $G_INIT (carried, e.g.
+#      gpudata/w/cleanup4.pt: the CPU run cleanup4-cpu), beside a 64 x 8 one from nothing (its estimator
+#      from $G_INIT, unused by the stage): is it training or width that limits JPEG q40? Both by
+#      tools/train_gpu.py in G_SECONDS of training. Then tools/add_cleanup.py, cleanup_safety and the sweep on CPU.
 # D, E and F were checked end to end on CPU with tiny data (DEVICE=cpu D_STEPS=3 G40_STEPS=3 F1_STEPS=3
 # F2_STEPS=3, 64 small photos): configs and init_taken as intended.
 # PHASES=A, B, C, D, E or F runs one phase per call (each under the device tool's 10-minute limit).
@@ -57,7 +62,13 @@ F1_SECONDS=${F1_SECONDS:-250}
 F2_SECONDS=${F2_SECONDS:-250}
 F1_STEPS=${F1_STEPS:-4000}
 F2_STEPS=${F2_STEPS:-4000}
-PHASES=${PHASES:-AB}  # A, B, AB, C, D, E or F: the phases to run in this call (B needs A's teacher, E needs D's general)
+G_INIT=${G_INIT:-gpudata/w/cleanup4.pt}
+G_SECONDS=${G_SECONDS:-380}
+G_DEADLINE=${G_DEADLINE:-470}
+G_WORKERS=${G_WORKERS:-7}
+G_PROBE=${G_PROBE:-100}
+G_EXTRA=${G_EXTRA:-}  # e.g. "--log-every 1" for a check on CPU with G_PROBE=4
+PHASES=${PHASES:-AB}  # A, B, AB, C, D, E, F or G: the phases to run in this call (B needs A's teacher, E needs D's general)
 sk() { python3 -m sharpkd "$@"; }
 mkdir -p "$RUNS" "$OUT"
 t0=$(date +%s)
@@ -69,6 +80,18 @@ sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:1
 [[ $PHASES == *F* ]] && sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 \
   --name mixed-artifacts --degradations general --artifacts-share 0.7 --workers 14 2>&1 | tail -1
 echo "prepared in $(( $(date +%s) - t0 )) s"
+fi
+if [[ $PHASES == *G* ]]; then
+sk prepare --images "$DATA/sun80" --images "$DATA/natural_sr_train" --val last:10 --val groups:20 --name mixed-cleanup \
+  --degradations artifacts --workers 14 2>&1 | tail -1
+echo "prepared in $(( $(date +%s) - t0 )) s"
+CLEAN="train-teacher --arch general --linear-estimate --negative-slope 0.1 --no-calibrate --told-only --keep-estimator \
+  --dataset mixed-cleanup --init $G_INIT --blocks 8 --batch-size 64 --workers $G_WORKERS --val-every 1000000 $G_EXTRA"
+python3 tools/train_gpu.py --budget $G_SECONDS --deadline $G_DEADLINE --probe $G_PROBE --out $RUNS/g --device $DEVICE \
+  "c40=$CLEAN --channels 40 --lr 2e-4" "c64=$CLEAN --channels 64 --lr 5e-4"
+mv $RUNS/g/runs/* $RUNS/ && cp $RUNS/g/*.log $RUNS/ 2>/dev/null
+echo "phase G done at $(( $(date +%s) - t0 )) s"
+for r in c40 c64; do echo "$r $(tail -n 1 $RUNS/$r/log.jsonl)"; done
 fi
 if [[ $PHASES == *A* ]]; then
 
