@@ -541,6 +541,20 @@ def test_a_cleanup_network_trains_told_the_truth_or_the_measurement(tmp_path):
     assert model.cleanup is not None and float(model.cleanup.max_raw_blur) == pytest.approx(0.02)
     trained = pretrained.load_file(told).model.net
     assert all(torch.equal(a, b) for a, b in zip(model.cleanup.net.state_dict().values(), trained.state_dict().values()))
+    # a wider cleanup network replaces the one a model already has, keeping the knots it recorded
+    wider = paths.runs_dir() / "wider"
+    r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "12", "--blocks", "1",
+            "--negative-slope", "0.1", "--told-only", "--no-calibrate", "--run", wider)
+    assert r.exit_code == 0, r.output
+    replaced = tmp_path / "replaced.pt"
+    done = subprocess.run([sys.executable, tool, with_cleanup, wider, "--dataset", "art", "--knots-from", with_cleanup,
+                           "--max-raw-blur", "0.02", "--out", replaced], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    widened = pretrained.load_file(replaced).model
+    assert widened.config.cleanup_channels == 12 and torch.equal(widened.cleanup.knots, model.cleanup.knots)
+    assert all(torch.equal(a, b) for a, b in zip(widened.cleanup.net.state_dict().values(),
+                                                 pretrained.load_file(wider).model.net.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(widened.net.state_dict().values(), model.net.state_dict().values()))
     measured = paths.runs_dir() / "measured"
     r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "8", "--blocks", "1",
             "--negative-slope", "0.1", "--told-measured", with_cleanup, "--no-calibrate", "--init", told, "--run", measured)

@@ -54,7 +54,9 @@ def main() -> None:
     if net.config.blocks != config.blocks:
         raise SystemExit(f"the cleanup network has {net.config.blocks} blocks, the general model {config.blocks}")
     model = General(config)
-    missing, unexpected = model.load_state_dict(base.model.state_dict(), strict=False)
+    # the base's own cleanup network, if any, is replaced (it may be of another width)
+    kept = {k: v for k, v in base.model.state_dict().items() if not k.startswith("cleanup.net.")}
+    missing, unexpected = model.load_state_dict(kept, strict=False)
     if unexpected or any(not k.startswith("cleanup.") for k in missing):
         raise SystemExit(f"GENERAL does not fit its own config: missing {missing}, unexpected {unexpected}")
     model.cleanup.net.load_state_dict(net.state_dict())
