@@ -32,7 +32,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 MODEL_CHOICES = click.Choice([*pretrained.BUNDLED, *pretrained.ALIASES])
 MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, removes JPEG blocking and noise from "
               "photos that are not soft, leaves sharp, clean ones alone), fast (general "
-              "with a smaller network: 1.2-1.5x faster, 0.03-0.11 dB less gain; the same estimate and safety), x4 (the "
+              "with a smaller network: 1.2-1.5x faster on soft photos, 0.03-0.11 dB less gain; the same estimate, safety and noise/JPEG cleanup), x4 (the "
               "specialist for photos blurred and downscaled 4x; it adds halos to sharp photos; 'student' is its old name), "
               "teacher (large, slow) [default: your installed student (see reset-default), else general].")
 
