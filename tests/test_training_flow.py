@@ -19,6 +19,12 @@ from sharpkd.cli import main
 TINY = ["--steps", "3", "--batch-size", "2", "--patch", "32", "--val-every", "2"]
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two modules hold the same tensors under the same names."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def run(*args):
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert "Traceback" not in result.output, result.output
@@ -244,7 +250,7 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     wide, narrow = pretrained.load_file(small).model, pretrained.load_file(cut).model
     assert narrow.config.channels == 2 and narrow.config.blocks == 1 and "stream: kept" in done.stdout
-    assert all(torch.equal(a, b) for a, b in zip(narrow.estimator.state_dict().values(), wide.estimator.state_dict().values()))
+    assert same_weights(narrow.estimator, wide.estimator)
     # a whole-photo scale head (tools/fit_scale.py), fitted, then refitted or copied onto a model that has one
     fit_tool = Path(__file__).parent.parent / "tools" / "fit_scale.py"
 
@@ -286,8 +292,8 @@ def test_general_degradations_are_recorded_and_sampled_on_the_fly(tmp_path):
         assert spec["extra"]["init_taken"] == "all" and spec["extra"]["keep_estimator"] and spec["loss"]["estimator_quantile"] == 0
         assert "blur_knots" not in (run_dir / "log.jsonl").read_text()  # the calibration came with the estimator
         trained = pretrained.load_file(run_dir).model
-        assert all(torch.equal(a, b) for a, b in zip(trained.estimator.state_dict().values(), wide.estimator.state_dict().values()))
-        assert not all(torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(), narrow.net.state_dict().values()))
+        assert same_weights(trained.estimator, wide.estimator)
+        assert not same_weights(trained.net, narrow.net)
     assert run("train-teacher", "--arch", "general", "--dataset", "gen", *TINY, "--keep-estimator").exit_code == 2  # no --init
     r = run("distill", "--dataset", "gen", "--teacher", "bundled", *TINY, "--keep-estimator")
     assert r.exit_code == 2 and "general student" in r.output
@@ -540,7 +546,7 @@ def test_a_cleanup_network_trains_told_the_truth_or_the_measurement(tmp_path):
     model = pretrained.load_file(with_cleanup).model
     assert model.cleanup is not None and float(model.cleanup.max_raw_blur) == pytest.approx(0.02)
     trained = pretrained.load_file(told).model.net
-    assert all(torch.equal(a, b) for a, b in zip(model.cleanup.net.state_dict().values(), trained.state_dict().values()))
+    assert same_weights(model.cleanup.net, trained)
     # a wider cleanup network replaces the one a model already has, keeping the knots it recorded
     wider = paths.runs_dir() / "wider"
     r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "12", "--blocks", "1",
@@ -552,9 +558,8 @@ def test_a_cleanup_network_trains_told_the_truth_or_the_measurement(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     widened = pretrained.load_file(replaced).model
     assert widened.config.cleanup_channels == 12 and torch.equal(widened.cleanup.knots, model.cleanup.knots)
-    assert all(torch.equal(a, b) for a, b in zip(widened.cleanup.net.state_dict().values(),
-                                                 pretrained.load_file(wider).model.net.state_dict().values()))
-    assert all(torch.equal(a, b) for a, b in zip(widened.net.state_dict().values(), model.net.state_dict().values()))
+    assert same_weights(widened.cleanup.net, pretrained.load_file(wider).model.net)
+    assert same_weights(widened.net, model.net)
     measured = paths.runs_dir() / "measured"
     r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "8", "--blocks", "1",
             "--negative-slope", "0.1", "--told-measured", with_cleanup, "--no-calibrate", "--init", told, "--run", measured)

@@ -30,7 +30,8 @@
 #      tools/train_gpu.py in G_SECONDS of training. Then tools/add_cleanup.py, cleanup_safety and the sweep on CPU.
 # D, E and F were checked end to end on CPU with tiny data (DEVICE=cpu D_STEPS=3 G40_STEPS=3 F1_STEPS=3
 # F2_STEPS=3, 64 small photos): configs and init_taken as intended.
-# PHASES=A, B, C, D, E or F runs one phase per call (each under the device tool's 10-minute limit).
+# G was checked the same way (DEVICE=cpu PHASES=G G_PROBE=4 G_EXTRA="--log-every 1", 59 small photos).
+# PHASES=A, B, C, D, E, F or G runs one phase per call (each under the device tool's 10-minute limit).
 #
 # Getting the photos there (the device tool sends at most 64 MiB a call, the repository included):
 # tar the training files into chunks of <= 44 MB under an ignored folder (gpudata/cK/data.tar, listed in
