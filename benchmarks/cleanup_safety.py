@@ -8,7 +8,9 @@ photo from the 6th (a quarter of them are among ``add_cleanup``'s calibration ph
 case below, the photo is degraded and measured once; then, for each choice of the zero
 quantile (the share of sharp calibration photos whose statistic maps to 0) and the scale (the factor on
 the told conditions), the knots are refitted from the *calibration photos' statistics* stored in WEIGHTS'
-info, and the cleanup network restores the photo told what those knots give (or leaves it alone). Prints
+info, and the cleanup network restores the photo told what those knots give (or leaves it alone; a photo
+the estimator guesses soft is counted as unchanged: it is cleaned and then restored by the general network,
+which ``benchmarks/sweep.py`` measures; one only a little soft gets no JPEG cleanup). Prints
 per choice and case the mean gain in PSNR-Y, the worst photo, and how many photo-cases lose more than
 0.1 dB (for the sharp originals: how many fall below 40 dB); with ``--losers`` also those photos, with
 what was measured on them and what the network was told. Validation photos are never used here.
@@ -72,10 +74,11 @@ def main() -> None:
         for hr in photos:
             lq = hr if d == Degradation() else apply(hr, d, rng)
             x = to_tensor(lq)
-            if not pretrained.cleanup_may_run(model, *model.guess_photo(tensor_reader(x), x.shape[-2], x.shape[-1])):
-                rows.append((lq, hr, None, metrics.psnr(lq, hr)))  # (a little) soft: the general network's, not the cleanup's
+            raw, cond = model.guess_photo(tensor_reader(x), x.shape[-2], x.shape[-1])
+            if float(cond[0, :2].max()) >= CLEAN_LEVEL:  # soft: cleaned, then restored by the general network (sweep.py)
+                rows.append((lq, hr, None, metrics.psnr(lq, hr)))
                 continue
-            rows.append((lq, hr, x, metrics.psnr(lq, hr)))
+            rows.append((lq, hr, (x, raw, cond), metrics.psnr(lq, hr)))
         measured[case] = rows
     choices = [(q, s, n, r) for q in a.quantiles for s in a.scales for n in (a.noise_scales or [s]) for r in a.max_ratios]
     for quantile, scale, noise_scale, max_ratio in choices:
@@ -83,21 +86,23 @@ def main() -> None:
         print(f"zero quantile {quantile}, scale {scale}, noise scale {noise_scale}, max texture ratio {max_ratio}:")
         for case, rows in measured.items():
             gains, touched, losers = [], 0, []
-            for name, (lq, hr, x, base) in zip(names, rows):
-                if x is None:
+            for name, (lq, hr, guessed, base) in zip(names, rows):
+                if guessed is None:
                     gains.append(np.inf if np.isinf(base) else 0.0)
                     continue
+                x, raw, cond = guessed
                 decision = model.cleanup.decide(tensor_reader(x), x.shape[-2], x.shape[-1], CLEAN_LEVEL, max_ratio)
-                if max(decision.noise, decision.jpeg) < CLEAN_LEVEL:
+                noise, jpeg = pretrained.artifacts_to_clean(model, raw, cond, decision.noise, decision.jpeg)
+                if max(noise, jpeg) < CLEAN_LEVEL:
                     out = lq
                 else:
                     touched += 1
-                    net = Told(model.cleanup.net, torch.tensor([[0.0, 0.0, decision.noise, decision.jpeg]]))
+                    net = Told(model.cleanup.net, torch.tensor([[0.0, 0.0, noise, jpeg]]))
                     out = enhance(replace(loaded, model=net, conditioned=False), lq, tile=0)
                 p = metrics.psnr(out, hr)
                 gains.append(p if np.isinf(base) else p - base)
                 if gains[-1] < -0.1:
-                    losers.append(f"{name} {gains[-1]:+.2f} dB ({decision.note()}; told noise {decision.noise:.2f}, JPEG {decision.jpeg:.2f})")
+                    losers.append(f"{name} {gains[-1]:+.2f} dB ({decision.note()}; told noise {noise:.2f}, JPEG {jpeg:.2f})")
             g = np.array(gains)
             if case == "sharp":
                 print(f"  {case:20} touched {touched:3}/{len(rows)}  min {np.min(np.minimum(g, 99)):6.2f} dB, below 40 dB: {int((g < 40).sum())}")

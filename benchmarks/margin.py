@@ -1,6 +1,6 @@
 """The smallest tile context (margin) that keeps tiled output within 1 level of the whole-image pass.
 
-    python benchmarks/margin.py --dataset mixed --models x4 general [--weights RUN ...] [--photos 20] [--margins 44 36 32 28 24 20] [--noise 5 | --jpeg 40]
+    python benchmarks/margin.py --dataset mixed --models x4 general [--weights RUN ...] [--photos 20] [--margins 44 36 32 28 24 20] [--noise 5] [--jpeg 40] [--blur 1.0 --scale 2]
 
 A model's receptive field (``context``, 44 px for the 40x8 students) is a safe bound, but the weights far
 from the centre are tiny: a smaller margin changes the output by less than a rounding step, and each
@@ -9,7 +9,9 @@ For each margin this runs 128 px tiles and the whole image on real photos (the d
 photos, degraded as in training so that every model changes them) and reports the largest difference
 in 8-bit levels and the share of values that differ. The margin chosen per model is stored in its spec
 (``weights/<name>.json``, "context") and ``tests/test_golden.py`` checks the 1-level bound. ``--noise S``
-or ``--jpeg Q`` degrade the photos that way instead (a general model's cleanup stage runs on them).
+or ``--jpeg Q`` degrade the photos that way instead (a general model's cleanup stage runs on them); with
+``--blur S`` / ``--scale F`` too, the photos are soft and noisy or blocky: a general model cleans them up
+and then restores them, and such a photo's tiles carry twice the margin (``PhotoRun.context``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def main() -> None:
     ap.add_argument("--margins", type=int, nargs="*", default=[44, 36, 32, 28, 24, 20])
     ap.add_argument("--noise", type=float, default=0.0, help="degrade with Gaussian noise of this sigma instead")
     ap.add_argument("--jpeg", type=int, default=0, help="degrade with JPEG of this quality instead")
+    ap.add_argument("--blur", type=float, default=0.0, help="with --noise or --jpeg: blur with this sigma first")
+    ap.add_argument("--scale", type=float, default=1.0, help="with --noise or --jpeg: and downscale/upscale by this factor")
     a = ap.parse_args()
     val = load_split(find_dataset(a.dataset), "val")
     photos = [p.hr for p in val[:: max(1, len(val) // a.photos)]][: a.photos]
@@ -48,7 +52,7 @@ def main() -> None:
     for name, loaded in candidates:
         d = DEGRADATION.get(name, DEGRADATION["x4"] if loaded.arch != "general" else DEFAULT)
         if a.noise or a.jpeg:
-            d = Degradation(noise=a.noise, jpeg=a.jpeg)
+            d = Degradation(a.blur, a.blur, scale=a.scale, noise=a.noise, jpeg=a.jpeg)
         inputs = [apply(hr, d, np.random.default_rng(0)) for hr in photos]
         wholes = [enhance_pixels(loaded, lq, tile=0)[0] for lq in inputs]
         for m in a.margins:

@@ -1,6 +1,8 @@
 """Degradation sweep: how each model treats sharp, soft, upscaled, JPEG and noisy photos. Prints a table.
 
     python benchmarks/sweep.py --dataset mixed [--models general x4] [--weights RUN ...] [--usm 2.0,1.0] [--told] [--json F]
+    python benchmarks/sweep.py --skimage [--photos DIR ...] [--cases ...] [--losers]     # photos from outside the data set
+    python benchmarks/sweep.py --dataset mixed --train-every 8 ...                        # training photos, to choose on
 
 For every validation HR photo of the prepared data set and every case below, the photo is degraded, the
 model restores it, and PSNR-Y (project convention) of the input and of the output against the original
@@ -10,6 +12,11 @@ leaves good photos alone: there "input" is inf, so the table gives the output's 
 ``--told`` adds each general model *told* the true conditions of the case (no estimate; noise and JPEG alone
 through its cleanup network, where it has one): what its network
 can do when the estimator is right.
+
+``--skimage`` and ``--photos DIR`` sweep photos from outside the data set instead (scikit-image's sample
+photos listed in :data:`SKIMAGE_PHOTOS`, or every image in DIR), as one part each; ``--cases`` can also
+name the cases of :data:`MORE_CASES` (lighter and heavier noise and JPEG, soft photos with them); ``--losers`` lists every photo
+that a model leaves more than 0.1 dB below its input.
 """
 
 from __future__ import annotations
@@ -37,6 +44,20 @@ CASES = {
     "JPEG q40": Degradation(jpeg=40),
     "noise 5": Degradation(noise=5.0),
 }
+MORE_CASES = {  # asked for by name (--cases): lighter and heavier artifacts, and soft photos with noise or JPEG
+    "noise 2": Degradation(noise=2.0),
+    "noise 8": Degradation(noise=8.0),
+    "JPEG q70": Degradation(jpeg=70),
+    "JPEG q30": Degradation(jpeg=30),
+    "noise 4 + JPEG q60": Degradation(noise=4.0, jpeg=60),
+    "blur 0.6 + noise 5": Degradation(sigma_x=0.6, sigma_y=0.6, noise=5.0),
+    "blur 1.0, x2 + noise 5": Degradation(sigma_x=1.0, sigma_y=1.0, scale=2.0, noise=5.0),
+    "blur 0.6 + JPEG q40": Degradation(sigma_x=0.6, sigma_y=0.6, jpeg=40),
+    "canonical + JPEG q60": Degradation(sigma_x=1.0, sigma_y=1.0, scale=4.0, jpeg=60),
+}
+# scikit-image's colour photos that ship with it (no download): people, animals, food, objects, microscopy,
+# astronomy, medicine; none of them is in the photos the bundled models learned from (sun80, natural_sr_train)
+SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "cat")
 
 
 def sweep(restorers: dict, photos: list[np.ndarray], cases: list[str] | None = None) -> dict:
@@ -44,8 +65,8 @@ def sweep(restorers: dict, photos: list[np.ndarray], cases: list[str] | None = N
     is called with the degraded photo and the case's :class:`Degradation`. ``cases``: names of
     :data:`CASES` (default all)."""
     table = {}
-    for case, d in CASES.items():
-        if cases and case not in cases:
+    for case, d in {**CASES, **MORE_CASES}.items():
+        if (cases and case not in cases) or (not cases and case in MORE_CASES):
             continue
         rng = np.random.default_rng(0)
         degraded = [apply(hr, d, rng) for hr in photos]
@@ -92,6 +113,40 @@ def print_table(table: dict, title: str) -> None:
         print(f"{case:26}" + "".join(cells))
 
 
+def print_losers(table: dict, names: list[str]) -> None:
+    """Each photo a restorer leaves more than 0.1 dB below its input, per case."""
+    for case, row in table.items():
+        base = np.array(row["input"])
+        if not np.isfinite(base).all():  # the sharp original: its table row gives the lowest PSNR
+            continue
+        for model, values in list(row.items())[1:]:
+            gain = np.array(values) - base
+            bad = [f"{names[i]} {gain[i]:+.2f}" for i in np.flatnonzero(gain < -0.1)]
+            if bad:
+                print(f"  worse by > 0.1 dB, {case}, {model}: " + ", ".join(bad))
+
+
+def dataset_parts(dataset_name: str | None, split: str = "val", every: int = 1) -> dict[str, dict[str, np.ndarray]]:
+    """{part: {photo name: HR pixels}} of every ``every``-th photo of a prepared data set's ``split``."""
+    dataset = find_dataset(dataset_name)
+    pairs = load_split(dataset, split)[::every]
+    part_of = parts(dataset)
+    return {part: {p.name: p.hr for p in pairs if part_of[p.name] == part} for part in dict.fromkeys(part_of[p.name] for p in pairs)}
+
+
+def outside_parts(skimage: bool, folders: list[Path]) -> dict[str, dict[str, np.ndarray]]:
+    """{part: {photo name: RGB uint8 pixels}}: scikit-image's sample photos and every image in ``folders``."""
+    from sharpkd.prepare import Source, load_rgb8
+
+    out = {}
+    if skimage:
+        out["scikit-image"] = {n: load_rgb8(Source(n, "val", sample=n))[0] for n in SKIMAGE_PHOTOS}
+    for folder in folders:
+        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"))
+        out[str(folder)] = {f.name: load_rgb8(Source(f.stem, "val", path=f))[0] for f in files}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", help="prepared data set (its val split is used) [default: newest]")
@@ -100,11 +155,16 @@ def main() -> None:
     ap.add_argument("--usm", help="also an unsharp mask RADIUS,AMOUNT (e.g. the one tuned on the training photos)")
     ap.add_argument("--told", action="store_true", help="also each general model told the true conditions")
     ap.add_argument("--json", type=Path, help="also write the per-photo table as JSON")
-    ap.add_argument("--cases", nargs="*", choices=list(CASES), help="only these cases [default: all]")
+    ap.add_argument("--cases", nargs="*", choices=[*CASES, *MORE_CASES], help="only these cases [default: all of CASES]")
+    ap.add_argument("--train-every", type=int, help="sweep every Nth training photo instead of the validation ones (to choose on)")
+    ap.add_argument("--skimage", action="store_true", help="sweep scikit-image's sample photos instead of a data set")
+    ap.add_argument("--photos", nargs="*", type=Path, default=[], help="sweep every image in these folders instead")
+    ap.add_argument("--losers", action="store_true", help="list the photos a model leaves > 0.1 dB below the input")
     args = ap.parse_args()
-    dataset = find_dataset(args.dataset)
-    val = load_split(dataset, "val")
-    part_of = parts(dataset)
+    if args.skimage or args.photos:
+        named_parts = outside_parts(args.skimage, args.photos)
+    else:
+        named_parts = dataset_parts(args.dataset, "train" if args.train_every else "val", args.train_every or 1)
     restorers = {}
     if args.usm:
         r, a = (float(v) for v in args.usm.split(","))
@@ -116,10 +176,11 @@ def main() -> None:
         if args.told and loaded.conditioned:
             restorers[f"{loaded.name} told"] = lambda lq, d, m=loaded: told(m, lq, d)
     results = {}
-    for part in dict.fromkeys(part_of[p.name] for p in val):
-        photos = [p.hr for p in val if part_of[p.name] == part]
-        results[part] = sweep(restorers, photos, args.cases)
-        print_table(results[part], f"{part}: {len(photos)} validation photos")
+    for part, named in named_parts.items():
+        results[part] = sweep(restorers, list(named.values()), args.cases)
+        print_table(results[part], f"{part}: {len(named)} photos")
+        if args.losers:
+            print_losers(results[part], list(named))
         print(flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -30,8 +30,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
 MODEL_CHOICES = click.Choice([*pretrained.BUNDLED, *pretrained.ALIASES])
-MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, removes JPEG blocking and noise from "
-              "photos that are not soft, leaves sharp, clean ones alone), fast (general "
+MODEL_HELP = ("Bundled model: general (any photo; estimates how soft it is, measures JPEG blocking and noise and "
+              "removes them, before restoring a soft photo; leaves sharp, clean ones alone), fast (general "
               "with a smaller network: 1.2-1.5x faster on soft photos, 0.03-0.11 dB less gain; the same estimate, safety and noise/JPEG cleanup), x4 (the "
               "specialist for photos blurred and downscaled 4x; it adds halos to sharp photos; 'student' is its old name), "
               "teacher (large, slow) [default: your installed student (see reset-default), else general].")

@@ -166,7 +166,8 @@ class DegradationRange:
 GENERAL = DegradationRange()
 # The range of the general model's cleanup network (``prepare --degradations artifacts``): noise and/or JPEG
 # alone on a sharp photo, and clean crops (told 0: leave alone), nothing blurred or resized. The cleanup
-# network runs only on photos found noisy or JPEG-damaged and not soft (docs/model-card.md).
+# network runs on photos found noisy or JPEG-damaged, before the general network where they are also soft
+# (docs/model-card.md).
 ARTIFACTS = DegradationRange(clean_share=0.1, canonical_share=0.0, artifacts_only_share=0.9)
 
 # The general model is told (or estimates) the degradation as these numbers, each scaled to 0..1.

@@ -157,7 +157,7 @@ def enhance_pixels(
         return src.whole(), replace(run, changes=False)
     top = _top(color.dtype)
     out = np.empty((h, w, color.shape[2]), color.dtype)
-    blocks = tiling.plan(*src.padded, tile, loaded.context, loaded.align, *(block or block_for(tile)))
+    blocks = tiling.plan(*src.padded, tile, run.context or loaded.context, loaded.align, *(block or block_for(tile)))
     for done, t in enumerate(blocks, 1):
         # cores start on the align grid below the padded size, so each holds some of the unpadded photo
         y1, x1 = min(t.y1, h), min(t.x1, w)

@@ -22,6 +22,7 @@ from sharpkd.models.cleanup import (
     texture_ratio,
 )
 from sharpkd.models.general import General, GeneralConfig
+from sharpkd.pairs import to_tensor
 
 
 def stats_of(photo: np.ndarray) -> Stats:
@@ -154,10 +155,38 @@ def test_calibrated_cleanup_runs_on_noisy_photos_only_and_tiles_match_the_whole(
     assert run.conditions[2] == pytest.approx(conditions(Degradation(noise=6.0))[2], abs=0.15)
     assert np.abs(whole.astype(int) - noisy).max() > 0  # the cleanup network ran
     assert np.abs(whole.astype(int) - tiled).max() <= 1
-    # a photo whose raw blur guess is above max_raw_blur (here every photo) is a little soft: no cleanup
+    # a photo whose raw blur guess is above max_raw_blur (here every photo) is a little soft: its noise
+    # is cleaned up, its JPEG blocking is not
     model.cleanup.max_raw_blur.fill_(-1.0)
-    out, run = enhance_pixels(loaded, noisy)
-    assert not run.changes and np.array_equal(out, noisy) and "no noise/JPEG cleanup" in run.described
+    out, run = enhance_pixels(loaded, noisy, tile=0)
+    assert np.array_equal(out, whole) and "a little soft, no JPEG cleanup" in run.described
+    blocky = apply(crop, Degradation(jpeg=20), np.random.default_rng(1))
+    model.cleanup.max_raw_blur.fill_(1.0)
+    assert enhance_pixels(loaded, blocky)[1].conditions[3] > 0.1  # blocking measured and cleaned up
+    model.cleanup.max_raw_blur.fill_(-1.0)
+    out, run = enhance_pixels(loaded, blocky)
+    assert not run.changes and np.array_equal(out, blocky) and run.conditions[3] == 0
+
+
+def test_a_soft_noisy_photo_is_cleaned_up_first_then_restored_as_estimated_and_tiles_match(smooth, monkeypatch):
+    model = general_with_cleanup()
+    photos = [np.ascontiguousarray(smooth[:200, :200]), np.ascontiguousarray(smooth[200:400, 200:400])]
+    calibrate(model.cleanup, photos)
+    torch.nn.init.normal_(model.net.tail.weight, std=0.05)
+    monkeypatch.setattr(cleanup, "MAX_TEXTURE_RATIO", float("inf"))
+    soft = torch.tensor([[0.4, 0.5, 0.0, 0.0]])
+    monkeypatch.setattr(model, "guess_photo", lambda read, h, w: (soft.clone(), soft.clone()))
+    loaded = pretrained.describe(model, "g")
+    noisy = apply(np.ascontiguousarray(smooth[:180, :228]), Degradation(noise=6.0), np.random.default_rng(1))
+    whole, run = enhance_pixels(loaded, noisy, tile=0)
+    assert run.described.endswith("noise/JPEG cleanup, then restored") and run.conditions[:2] == pytest.approx((0.4, 0.5))
+    assert run.conditions[2] > 0.1 and run.context == 2 * loaded.context
+    with torch.no_grad():  # the cleanup network told what was measured, then the general one told the estimate
+        cleaned = model.cleanup(to_tensor(noisy), run.conditions[2], run.conditions[3])
+        expected = model.net(cleaned, soft)[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    assert np.abs(whole.astype(int) - expected).max() <= 1 and np.abs(whole.astype(int) - noisy).max() > 0
+    tiled, _ = enhance_pixels(loaded, noisy, tile=64)
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
 
 
 def test_a_general_model_without_cleanup_loads_and_runs_as_before():
