@@ -1,7 +1,7 @@
 """Choose the cleanup stage's calibration on training photos: how many photo-cases each choice makes worse.
 
     python benchmarks/cleanup_safety.py WEIGHTS --dataset mixed [--every 17] [--quantiles 0.9 0.95 0.99] [--scales 0.6 0.8 1.0] [--noise-scales 0.5 0.6]
-        [--cases "noise 5" ...] [--losers]
+        [--cases "noise 5" ...] [--losers] [--own-knots]
 
 WEIGHTS: a general model with a cleanup stage (``tools/add_cleanup.py``). For every ``--every``-th training
 photo from the 6th (a quarter of them are among ``add_cleanup``'s calibration photos, every 4th) and each
@@ -56,11 +56,13 @@ def main() -> None:
     ap.add_argument("--noise-scales", type=float, nargs="+", help="scales of the noise condition to try with each --scales [default: the same]")
     ap.add_argument("--cases", nargs="+", choices=list(CASES), help="only these cases [default: all]")
     ap.add_argument("--losers", action="store_true", help="name the photos made worse by more than 0.1 dB")
+    ap.add_argument("--own-knots", action="store_true",
+                    help="use WEIGHTS' knots as they are (bundled weights record no calibration to refit from)")
     ap.add_argument("--max-ratios", type=float, nargs="+", default=[MAX_TEXTURE_RATIO],
                     help="largest texture ratio at which noise cleanup goes ahead (the check of Cleanup.decide; inf: no check)")
     a = ap.parse_args()
     loaded = pretrained.load_file(a.weights)
-    info = json.loads(torch.load(a.weights, weights_only=True)["info"])
+    info = {} if a.own_knots else json.loads(torch.load(a.weights, weights_only=True)["info"])
     model = loaded.model
     pairs = load_split(find_dataset(a.dataset), "train")[5 :: a.every]
     photos, names = [p.hr for p in pairs], [p.name for p in pairs]
@@ -81,9 +83,14 @@ def main() -> None:
             rows.append((lq, hr, (x, raw, cond), metrics.psnr(lq, hr)))
         measured[case] = rows
     choices = [(q, s, n, r) for q in a.quantiles for s in a.scales for n in (a.noise_scales or [s]) for r in a.max_ratios]
+    if a.own_knots:
+        choices = [(None, None, None, r) for r in a.max_ratios]
     for quantile, scale, noise_scale, max_ratio in choices:
-        model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": quantile, "scale": scale, "noise_scale": noise_scale}))
-        print(f"zero quantile {quantile}, scale {scale}, noise scale {noise_scale}, max texture ratio {max_ratio}:")
+        if a.own_knots:
+            print(f"the weights' own knots, max texture ratio {max_ratio}:")
+        else:
+            model.cleanup.knots.copy_(fitted_knots(info | {"zero_quantile": quantile, "scale": scale, "noise_scale": noise_scale}))
+            print(f"zero quantile {quantile}, scale {scale}, noise scale {noise_scale}, max texture ratio {max_ratio}:")
         for case, rows in measured.items():
             gains, touched, losers = [], 0, []
             for name, (lq, hr, guessed, base) in zip(names, rows):

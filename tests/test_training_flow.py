@@ -560,6 +560,22 @@ def test_a_cleanup_network_trains_told_the_truth_or_the_measurement(tmp_path):
     assert widened.config.cleanup_channels == 12 and torch.equal(widened.cleanup.knots, model.cleanup.knots)
     assert same_weights(widened.cleanup.net, pretrained.load_file(wider).model.net)
     assert same_weights(widened.net, model.net)
+    # a model's cleanup network taken out to train further (tools/cleanup_run.py), then put back with the
+    # model's own knots (--keep-knots): the same weights, the same knots
+    taken = tmp_path / "taken.pt"
+    done = subprocess.run([sys.executable, tool.with_name("cleanup_run.py"), replaced, "--out", taken],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    alone = pretrained.load_file(taken).model
+    assert alone.cleanup is None and same_weights(alone.net, widened.cleanup.net) and same_weights(alone.estimator, widened.estimator)
+    back = tmp_path / "back.pt"
+    done = subprocess.run([sys.executable, tool, replaced, taken, "--dataset", "art", "--keep-knots", "--out", back],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert same_weights(pretrained.load_file(back).model, widened)
+    done = subprocess.run([sys.executable, tool.with_name("cleanup_run.py"), told, "--out", taken],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode != 0 and "not a general model with a cleanup stage" in done.stderr
     measured = paths.runs_dir() / "measured"
     r = run("train-teacher", "--arch", "general", "--dataset", "art", *TINY, "--channels", "8", "--blocks", "1",
             "--negative-slope", "0.1", "--told-measured", with_cleanup, "--no-calibrate", "--init", told, "--run", measured)

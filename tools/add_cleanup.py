@@ -11,7 +11,8 @@ measured noise and blocking into the conditions the cleanup network is told are 
 (below 1: tell less than measured). ``--max-raw-blur B``: the stage runs only on photos whose raw blur guess
 (the general model's estimator, before calibration) is at most B. ``--knots-from W`` takes the knots (and their record) from the cleanup
 stage of W instead, and ``--quantile``/``--scale`` refit them from the statistics W recorded, without
-measuring again. Writes a weights file that ``enhance --weights`` and
+measuring again; ``--keep-knots`` keeps GENERAL's own knots and ``max_raw_blur`` (a general model that
+already has a cleanup stage: only its network is replaced; the bundled weights record no calibration). Writes a weights file that ``enhance --weights`` and
 ``tools/bundle_weights.py`` take.
 """
 
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--max-raw-blur", type=float, default=1.0,
                     help="the stage runs only where the estimator's raw blur guess is at most this (1: always)")
     ap.add_argument("--knots-from", type=Path, help="refit the knots from the statistics this weights file recorded instead of measuring")
+    ap.add_argument("--keep-knots", action="store_true", help="keep GENERAL's own cleanup knots and max raw blur; replace only the network")
     a = ap.parse_args()
     base = pretrained.load(a.general) if a.general in pretrained.BUNDLED else pretrained.load_file(Path(a.general))
     source = pretrained.load_file(a.cleanup_run)
@@ -60,6 +62,15 @@ def main() -> None:
     if unexpected or any(not k.startswith("cleanup.") for k in missing):
         raise SystemExit(f"GENERAL does not fit its own config: missing {missing}, unexpected {unexpected}")
     model.cleanup.net.load_state_dict(net.state_dict())
+    if a.keep_knots:
+        if base.model.cleanup is None:
+            raise SystemExit("--keep-knots: GENERAL has no cleanup stage")
+        info = {"general": base.source, "cleanup_run": str(a.cleanup_run), "knots": "GENERAL's, kept",
+                "max_raw_blur": float(base.model.cleanup.max_raw_blur)}
+        print(json.dumps(info))
+        state = {k: v.cpu() for k, v in model.state_dict().items()}
+        save_atomic({"arch": "general", "config": config.to_dict(), "state_dict": state, "info": json.dumps(info)}, a.out)
+        return
     if a.knots_from:  # what an earlier calibration measured
         info = json.loads(torch.load(a.knots_from, weights_only=True)["info"])
         info = {k: v for k, v in info.items() if k not in ("general", "cleanup_run", "noise_scale")}
