@@ -97,6 +97,11 @@ def test_measurement_reads_bands_on_the_jpeg_grid_and_handles_tiny_photos():
     assert len(rows) == 8 and all(r % 8 == 0 for r in rows) and rows[-1] + 64 <= 3000
     assert band_rows(50) == [0]
     assert stats_of(np.zeros((10, 10, 3), np.uint8)) == Stats(0.0, 0.0)
+    # below MIN_SIDE a photo has too few blocks to measure: a noisy one measures nothing, not noise or JPEG
+    noisy = apply(skimage.data.astronaut()[:64, :96], Degradation(noise=8.0), np.random.default_rng(0))
+    assert stats_of(noisy).noise > 4.0
+    assert stats_of(np.ascontiguousarray(noisy[:cleanup.MIN_SIDE - 1])) == Stats(0.0, 0.0)
+    assert stats_of(np.ascontiguousarray(noisy[:16, :16])) == Stats(0.0, 0.0)
 
 
 def test_knots_map_sharp_photos_to_zero_and_rise_through_the_ladder():

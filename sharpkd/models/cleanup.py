@@ -39,6 +39,10 @@ from torch import nn
 
 from sharpkd.models.student import Student, StudentConfig
 
+# a photo smaller than this on either side is not measured (Stats 0, 0): a 16 x 16 photo has four 8 px
+# blocks, whose steps read as JPEG blocking (1.29 on a noisy, never compressed crop) and one 16 px block
+# for the noise; every training and validation photo is at least 128 px
+MIN_SIDE = 64
 BAND = 64  # rows per band (a multiple of 16: whole 16 px noise blocks, whole 8 px JPEG blocks)
 BANDS = 8  # at most this many bands, spread over the photo's height
 NOISE_PERCENTILE = 0.10
@@ -96,7 +100,10 @@ def band_rows(h: int) -> list[int]:
 
 def measure(read: Reader, h: int, w: int, texture_share: float = TEXTURE_SHARE) -> Stats:
     """:class:`Stats` of an ``h`` x ``w`` photo given by a region reader (values 0..1); ``texture_share``:
-    see :data:`TEXTURE_SHARE` (0: the finest detail alone, as before it)."""
+    see :data:`TEXTURE_SHARE` (0: the finest detail alone, as before it). A photo smaller than
+    :data:`MIN_SIDE` on either side measures (0, 0)."""
+    if min(h, w) < MIN_SIDE:
+        return Stats(0.0, 0.0)
     fine, coarse = [], []  # per 16 px block: mean square of the finest / the next diagonal Haar detail
     across, down = torch.zeros(8, dtype=torch.float64), torch.zeros(8, dtype=torch.float64)
     for y in band_rows(h):
