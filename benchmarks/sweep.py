@@ -63,10 +63,10 @@ SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemis
 def sweep(restorers: dict, photos: list[np.ndarray], cases: list[str] | None = None) -> dict:
     """{case: {"input": [PSNR-Y per photo], name: [PSNR-Y per photo of each restorer]}}; each restorer
     is called with the degraded photo and the case's :class:`Degradation`. ``cases``: names of
-    :data:`CASES` (default all)."""
+    :data:`CASES` and :data:`MORE_CASES` (default all of :data:`CASES`)."""
     table = {}
     for case, d in {**CASES, **MORE_CASES}.items():
-        if (cases and case not in cases) or (not cases and case in MORE_CASES):
+        if case not in (cases or CASES):  # MORE_CASES only when asked for
             continue
         rng = np.random.default_rng(0)
         degraded = [apply(hr, d, rng) for hr in photos]
@@ -136,14 +136,13 @@ def dataset_parts(dataset_name: str | None, split: str = "val", every: int = 1) 
 
 def outside_parts(skimage: bool, folders: list[Path]) -> dict[str, dict[str, np.ndarray]]:
     """{part: {photo name: RGB uint8 pixels}}: scikit-image's sample photos and every image in ``folders``."""
-    from sharpkd.prepare import Source, load_rgb8
+    from sharpkd.prepare import Source, image_files, load_rgb8
 
     out = {}
     if skimage:
         out["scikit-image"] = {n: load_rgb8(Source(n, "val", sample=n))[0] for n in SKIMAGE_PHOTOS}
     for folder in folders:
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"))
-        out[str(folder)] = {f.name: load_rgb8(Source(f.stem, "val", path=f))[0] for f in files}
+        out[str(folder)] = {f.name: load_rgb8(Source(f.stem, "val", path=f))[0] for f in image_files(folder)}
     return out
 
 

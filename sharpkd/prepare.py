@@ -56,13 +56,14 @@ class PrepareResult:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and imagefile.is_image_path(p))
 
 
 def split_folder(folder: Path, val_count: int) -> list[Source]:
     """Images of ``folder`` sorted by name; the last ``val_count`` are the validation split."""
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
         raise PrepareError(f"{folder}: no image files found")
     if val_count >= len(files):
@@ -88,7 +89,7 @@ def photo_group(stem: str) -> str:
 def split_groups(folder: Path, every: int) -> list[Source]:
     """Images of ``folder``; every ``every``-th photo group (sorted by name, the first included) is
     validation. Held out by photo, not by file, so no crop of a validation photo is trained on."""
-    files = _image_files(folder)
+    files = image_files(folder)
     if not files:
         raise PrepareError(f"{folder}: no image files found")
     groups = sorted({photo_group(p.stem) for p in files})
@@ -134,12 +135,12 @@ def div2k_sources(root: Path, val_count: int) -> list[Source]:
         raise PrepareError(f"{root}: not a folder")
     train, valid = root / DIV2K_TRAIN, root / DIV2K_VALID
     if train.is_dir() and valid.is_dir():
-        files = [(p, "train") for p in _image_files(train)] + [(p, "val") for p in _image_files(valid)]
+        files = [(p, "train") for p in image_files(train)] + [(p, "val") for p in image_files(valid)]
         if not files:
             raise PrepareError(f"{root}: {DIV2K_TRAIN}/ and {DIV2K_VALID}/ hold no images")
         return [Source(p.stem, s, path=p) for p, s in files]
     folder = train if train.is_dir() else valid if valid.is_dir() else root
-    if not _image_files(folder):
+    if not image_files(folder):
         raise PrepareError(
             f"{root}: no DIV2K images found (expected {DIV2K_TRAIN}/ or {DIV2K_VALID}/ with PNG files, "
             "or a folder of images)"

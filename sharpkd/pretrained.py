@@ -114,7 +114,7 @@ class Loaded:
             decision = model.cleanup.decide(read, height, width, CLEAN_LEVEL)
             values = (*values[:2], *artifacts_to_clean(model, raw, cond, decision.noise, decision.jpeg))
             notes.append(decision.note())
-            if not soft and float(raw[0, 0]) > float(model.cleanup.max_raw_blur):
+            if little_soft(model, raw, cond):
                 notes.append(f"raw blur {float(raw[0, 0]):.3f}: a little soft, no JPEG cleanup")
         if round(values[1], 2) > round(float(raw[0, 1]), 2):  # the whole-photo guess raised the scale
             notes.append(f"scale from the whole photo's guess; the crops' {float(raw[0, 1]):.2f}")
@@ -124,9 +124,8 @@ class Loaded:
             cleanup, (noise, jpeg) = model.cleanup, values[2:]
             if not soft:
                 return PhotoRun(lambda t: cleanup(t, noise, jpeg), f"{described}: noise/JPEG cleanup", True, values)
-            restore = cond.clone()
             return PhotoRun(
-                lambda t: model(cleanup(t, noise, jpeg), restore.expand(len(t), -1)),
+                lambda t: model(cleanup(t, noise, jpeg), cond.expand(len(t), -1)),
                 f"{described}: noise/JPEG cleanup, then restored", True, values, context=2 * self.context,
             )
         if max(values) < CLEAN_LEVEL:
@@ -145,10 +144,15 @@ def artifacts_to_clean(model: nn.Module, raw: torch.Tensor, cond: torch.Tensor, 
     guessed upscaled, -1.28 dB; noise sigma 5 after blur 1.0 x2, 104 training photos: +1.29 dB without
     cleanup, +2.08 cleaned first). On a photo only a little soft, a blocking grid of the photo's own
     still measures after the blur, and removing it takes detail too (:class:`Cleanup` ``max_raw_blur``)."""
+    return noise, 0.0 if little_soft(model, raw, cond) else jpeg
+
+
+def little_soft(model: nn.Module, raw: torch.Tensor, cond: torch.Tensor) -> bool:
+    """Whether a general model (with a cleanup stage) finds a photo only a little soft: its calibrated blur
+    and scale (``cond``, 1x4) below ``CLEAN_LEVEL``, its raw blur guess (``raw``) above ``cleanup.max_raw_blur``."""
     from sharpkd.models.general import CLEAN_LEVEL
 
-    little_soft = float(cond[0, :2].max()) < CLEAN_LEVEL and float(raw[0, 0]) > float(model.cleanup.max_raw_blur)
-    return noise, 0.0 if little_soft else jpeg
+    return float(cond[0, :2].max()) < CLEAN_LEVEL and float(raw[0, 0]) > float(model.cleanup.max_raw_blur)
 
 
 CONDITIONS = ("blur", "scale", "noise", "jpeg")  # the order of degrade.CONDITIONS (not imported: it pulls SciPy)

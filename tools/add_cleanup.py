@@ -62,26 +62,23 @@ def main() -> None:
     if unexpected or any(not k.startswith("cleanup.") for k in missing):
         raise SystemExit(f"GENERAL does not fit its own config: missing {missing}, unexpected {unexpected}")
     model.cleanup.net.load_state_dict(net.state_dict())
-    if a.keep_knots:
+    if a.keep_knots:  # the knots and max_raw_blur came with GENERAL's state
         if base.model.cleanup is None:
             raise SystemExit("--keep-knots: GENERAL has no cleanup stage")
-        info = {"general": base.source, "cleanup_run": str(a.cleanup_run), "knots": "GENERAL's, kept",
-                "max_raw_blur": float(base.model.cleanup.max_raw_blur)}
-        print(json.dumps(info))
-        state = {k: v.cpu() for k, v in model.state_dict().items()}
-        save_atomic({"arch": "general", "config": config.to_dict(), "state_dict": state, "info": json.dumps(info)}, a.out)
-        return
-    if a.knots_from:  # what an earlier calibration measured
-        info = json.loads(torch.load(a.knots_from, weights_only=True)["info"])
-        info = {k: v for k, v in info.items() if k not in ("general", "cleanup_run", "noise_scale")}
+        info, max_raw_blur = {"knots": "GENERAL's, kept"}, float(base.model.cleanup.max_raw_blur)
     else:
-        photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[:: a.every]]
-        info = calibrate(model.cleanup, photos) | {"calibrated_on": f"{a.dataset} train[::{a.every}]"}
-    info |= {"zero_quantile": a.zero_quantile, "scale": a.scale} | ({} if a.noise_scale is None else {"noise_scale": a.noise_scale})
-    model.cleanup.knots.copy_(fitted_knots(info))
-    info["knots"] = [[[round(v, 4) for v in row] for row in kind] for kind in model.cleanup.knots.tolist()]
-    model.cleanup.max_raw_blur.fill_(a.max_raw_blur)
-    info |= {"general": base.source, "cleanup_run": str(a.cleanup_run), "max_raw_blur": a.max_raw_blur}
+        if a.knots_from:  # what an earlier calibration measured
+            info = json.loads(torch.load(a.knots_from, weights_only=True)["info"])
+            info = {k: v for k, v in info.items() if k not in ("general", "cleanup_run", "noise_scale")}
+        else:
+            photos = [p.hr for p in load_split(find_dataset(a.dataset), "train")[:: a.every]]
+            info = calibrate(model.cleanup, photos) | {"calibrated_on": f"{a.dataset} train[::{a.every}]"}
+        info |= {"zero_quantile": a.zero_quantile, "scale": a.scale} | ({} if a.noise_scale is None else {"noise_scale": a.noise_scale})
+        model.cleanup.knots.copy_(fitted_knots(info))
+        info["knots"] = [[[round(v, 4) for v in row] for row in kind] for kind in model.cleanup.knots.tolist()]
+        max_raw_blur = a.max_raw_blur
+        model.cleanup.max_raw_blur.fill_(max_raw_blur)
+    info |= {"general": base.source, "cleanup_run": str(a.cleanup_run), "max_raw_blur": max_raw_blur}
     print(json.dumps(info))
     state = {k: v.cpu() for k, v in model.state_dict().items()}
     save_atomic({"arch": "general", "config": config.to_dict(), "state_dict": state, "info": json.dumps(info)}, a.out)
