@@ -29,8 +29,13 @@ import torch
 from sharpkd import metrics, pretrained
 from sharpkd.degrade import Degradation, apply
 from sharpkd.inference import enhance
-from sharpkd.models.cleanup import MAX_TEXTURE_RATIO, fitted_knots, tensor_reader
-from sharpkd.models.general import CLEAN_LEVEL, Told
+from sharpkd.models.cleanup import (
+    MAX_TEXTURE_RATIO,
+    ToldCleanup,
+    fitted_knots,
+    tensor_reader,
+)
+from sharpkd.models.general import CLEAN_LEVEL
 from sharpkd.pairs import find_dataset, load_split, to_tensor
 
 CASES = {
@@ -104,7 +109,7 @@ def main() -> None:
                     out = lq
                 else:
                     touched += 1
-                    net = Told(model.cleanup.net, torch.tensor([[0.0, 0.0, noise, jpeg]]))
+                    net = ToldCleanup(model.cleanup, noise, jpeg)
                     out = enhance(replace(loaded, model=net, conditioned=False), lq, tile=0)
                 p = metrics.psnr(out, hr)
                 gains.append(p if np.isinf(base) else p - base)

@@ -78,18 +78,20 @@ def sweep(restorers: dict, photos: list[np.ndarray], cases: list[str] | None = N
 
 
 def told(loaded: pretrained.Loaded, lq: np.ndarray, d: Degradation) -> np.ndarray:
-    """A general model's output when told the true conditions of ``d`` (whole photo, one pass, through
+    """A general model's output when told the true conditions of ``d`` (whole photo, through
     the same inference core as ``enhance``): by its cleanup network where it has one and ``d`` is noise
     and/or JPEG alone (the photos that stage takes), else by its general network."""
     import torch
 
     from sharpkd.degrade import conditions
+    from sharpkd.models.cleanup import ToldCleanup
     from sharpkd.models.general import Told
 
     cond = conditions(d)
-    artifacts_only = max(cond[:2]) == 0 and max(cond[2:]) > 0
-    net = loaded.model.cleanup.net if artifacts_only and loaded.model.cleanup is not None else loaded.model.net
-    network = Told(net, torch.tensor([cond], dtype=torch.float32))
+    if max(cond[:2]) == 0 and max(cond[2:]) > 0 and loaded.model.cleanup is not None:
+        network = ToldCleanup(loaded.model.cleanup, *cond[2:])
+    else:
+        network = Told(loaded.model.net, torch.tensor([cond], dtype=torch.float32))
     return enhance(replace(loaded, model=network, conditioned=False), lq, tile=0)
 
 

@@ -11,6 +11,8 @@ from sharpkd.inference import enhance_pixels
 from sharpkd.models import cleanup
 from sharpkd.models.cleanup import (
     KNOTS,
+    MIRRORS,
+    PASSES,
     Stats,
     band_rows,
     calibrate,
@@ -18,6 +20,7 @@ from sharpkd.models.cleanup import (
     interpolate,
     ladder_knots,
     measure_tensor,
+    mirror_mean,
     tensor_reader,
     texture_ratio,
 )
@@ -197,3 +200,27 @@ def test_a_soft_noisy_photo_is_cleaned_up_first_then_restored_as_estimated_and_t
 def test_a_general_model_without_cleanup_loads_and_runs_as_before():
     model = General(GeneralConfig(channels=8, blocks=2, estimator_channels=4))
     assert model.cleanup is None and not any(k.startswith("cleanup") for k in model.state_dict())
+
+
+def test_the_cleanup_output_is_the_mean_over_mirrors_and_its_check_runs_one_pass(smooth):
+    model = general_with_cleanup()
+    calibrate(model.cleanup, [np.ascontiguousarray(smooth[:200, :200]), np.ascontiguousarray(smooth[200:400, 200:400])])
+    noisy = apply(np.ascontiguousarray(smooth[:96, :128]), Degradation(noise=6.0), np.random.default_rng(1))
+    x = to_tensor(noisy)
+    cond = torch.tensor([[0.0, 0.0, 0.5, 0.3]])
+    with torch.no_grad():
+        runs = [model.cleanup.net(x.flip(dims), cond).flip(dims) for dims in MIRRORS]
+        assert (runs[0] - runs[1]).abs().max() > 1e-4  # the network treats a mirrored photo differently
+        assert torch.allclose(model.cleanup(x, 0.5, 0.3), sum(runs[:PASSES]) / PASSES, atol=1e-6)
+        assert torch.allclose(model.cleanup(x, 0.5, 0.3, passes=1), runs[0])
+        assert torch.allclose(mirror_mean(lambda t: model.cleanup.net(t, cond), x, 4), sum(runs) / 4, atol=1e-6)
+        for passes in (0, 5):
+            with pytest.raises(ValueError, match="passes must be 1 to 4"):
+                mirror_mean(lambda t: t, x, passes)
+        # the check before a noise cleanup measures what one pass takes out
+        h, w = x.shape[-2:]
+        decision = model.cleanup.decide(tensor_reader(x), h, w, 0.01, max_ratio=float("inf"))
+        noise = model.cleanup.conditions(decision.stats)[0]
+        assert noise >= 0.01 and decision.noise == noise
+        one, two = (texture_ratio(lambda t, p=p: model.cleanup(t, noise, 0.0, passes=p), tensor_reader(x), h, w) for p in (1, 2))
+    assert decision.texture_ratio == pytest.approx(one) and one != pytest.approx(two)

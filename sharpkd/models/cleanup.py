@@ -58,6 +58,15 @@ CHECK_SIZE = 128
 CHECK_MARGIN = 16
 MAX_TEXTURE_RATIO = 1.0
 LUMA = (0.299, 0.587, 0.114)
+# The cleanup output is the mean of the network's outputs on the photo and on it mirrored left to right
+# (mirrored back; a "self-ensemble", as EDSR+ does with eight flips and rotations): what the network gets
+# wrong in one orientation it partly gets right in the other. Chosen on training photos (every 8th: 97
+# natural, 8 sun80; docs/model-card.md, "Two passes of the cleanup network"), passes 1 / 2 / 4, natural
+# part: noise 5 +2.73 / +2.85 / +2.90 dB, noise 2 +0.99 / +1.09 / +1.14, JPEG q40 +0.34 / +0.35 / +0.36;
+# the second pass buys most, passes 3 and 4 half as much again for twice the time. Each pass is one run of
+# the network, on the photos the stage cleans only. Its check (:func:`texture_ratio`) runs one pass.
+PASSES = 2
+MIRRORS = ((), (-1,), (-2,), (-2, -1))  # the photo as it is, left-right, upside down, both
 # (statistic, condition) knots per kind, first to last; the identity until :func:`calibrate` runs
 KNOTS = 8
 NOISE_LADDER = (2.0, 3.0, 5.0, 8.0, 10.0)  # sigma on 0..255
@@ -167,6 +176,17 @@ def texture_ratio(restore: Callable[[torch.Tensor], torch.Tensor], read: Reader,
     return float((r[-fifth:].mean() / r[:fifth].mean().clamp(min=1e-12)).sqrt())
 
 
+def mirror_mean(restore: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, passes: int = PASSES) -> torch.Tensor:
+    """The mean of ``restore`` (Bx3xhxw -> same) over the first ``passes`` (1 to 4) of :data:`MIRRORS` of
+    ``x``, each output mirrored back. Exact for tiles: a tile's mirror is the mirror of its region."""
+    if not 1 <= passes <= len(MIRRORS):
+        raise ValueError(f"passes must be 1 to {len(MIRRORS)}, got {passes}")
+    out = restore(x)
+    for dims in MIRRORS[1:passes]:
+        out = out + restore(x.flip(dims)).flip(dims)
+    return out / passes if passes > 1 else out
+
+
 def _luma(x: torch.Tensor) -> torch.Tensor:
     """BT.601 luma (:data:`LUMA`) of a 1x3xHxW tensor, as HxW."""
     return sum(k * x[0, i] for i, k in enumerate(LUMA))
@@ -265,14 +285,28 @@ class Cleanup(nn.Module):
         ratio = None
         if noise >= clean_level:
             device = self.knots.device
-            ratio = texture_ratio(lambda t: self(t.to(device), noise, 0.0).cpu(), read, h, w)
+            ratio = texture_ratio(lambda t: self(t.to(device), noise, 0.0, passes=1).cpu(), read, h, w)
             if ratio > (MAX_TEXTURE_RATIO if max_ratio is None else max_ratio):
                 noise = 0.0
         return Decision(stats, noise, jpeg, ratio)
 
-    def forward(self, x: torch.Tensor, noise: float, jpeg: float) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: float, jpeg: float, passes: int = PASSES) -> torch.Tensor:
+        """``x`` cleaned, the network told ``noise`` and ``jpeg``: the mean of ``passes`` runs
+        (:func:`mirror_mean`)."""
         cond = torch.tensor([[0.0, 0.0, noise, jpeg]], device=x.device).expand(len(x), -1)
-        return self.net(x, cond)
+        return mirror_mean(lambda t: self.net(t, cond), x, passes)
+
+
+class ToldCleanup(nn.Module):
+    """A cleanup stage told fixed conditions, as one module (Bx3xhxw -> cleaned): what the measuring tools
+    run through ``enhance`` to see what the stage does when told the truth."""
+
+    def __init__(self, cleanup: Cleanup, noise: float, jpeg: float) -> None:
+        super().__init__()
+        self.cleanup, self.noise, self.jpeg = cleanup, noise, jpeg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cleanup(x, self.noise, self.jpeg)
 
 
 def ladder_knots(sharp: list[float], ladder: list[tuple[float, float]], zero_quantile: float, scale: float) -> torch.Tensor:
