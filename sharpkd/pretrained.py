@@ -275,6 +275,12 @@ def load(name: str | None = None, weights: Path | None = None, device: str = "cp
     return _load_bundled(name, device)
 
 
+def load_name_or_file(what: str, device: str = "cpu") -> Loaded:
+    """A bundled model by name (or old alias), else a weights file or run folder: what the maintainers'
+    tools take as a model argument."""
+    return load(what, device=device) if what in BUNDLED or what in ALIASES else load_file(Path(what), device)
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> cuda when available, else cpu. Asking for cuda without one is an error."""
     import torch

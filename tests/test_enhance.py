@@ -182,6 +182,18 @@ def test_weights_from_a_training_run(tmp_path, photos):
     assert r.exit_code == 1 and "junk.pt" in r.output
 
 
+def test_tools_take_a_bundled_name_an_old_alias_or_a_weights_file(tmp_path):
+    from sharpkd.training import RunSpec, save_atomic, weights_file
+
+    assert pretrained.load_name_or_file("fast").name == "fast"
+    assert pretrained.load_name_or_file("student").name == "x4"
+    model = Student(StudentConfig(channels=8, blocks=1))
+    save_atomic(weights_file(RunSpec("student", model.config.to_dict(), "x", 4), model.state_dict(), {}), tmp_path / "mine.pt")
+    assert pretrained.load_name_or_file(str(tmp_path / "mine.pt")).source == str(tmp_path / "mine.pt")
+    with pytest.raises(pretrained.WeightsError, match="not found"):
+        pretrained.load_name_or_file(str(tmp_path / "general"))  # a path, not the bundled name
+
+
 def test_bundled_weights_checksum_is_checked(monkeypatch):
     spec = pretrained.bundled_spec("student")
     assert spec.sha256 == pretrained.sha256(pretrained.WEIGHTS_DIR / spec.file)

@@ -46,7 +46,7 @@ def main() -> None:
     ap.add_argument("--knots-from", type=Path, help="refit the knots from the statistics this weights file recorded instead of measuring")
     ap.add_argument("--keep-knots", action="store_true", help="keep GENERAL's own cleanup knots and max raw blur; replace only the network")
     a = ap.parse_args()
-    base = pretrained.load(a.general) if a.general in pretrained.BUNDLED else pretrained.load_file(Path(a.general))
+    base = pretrained.load_name_or_file(a.general)
     source = pretrained.load_file(a.cleanup_run)
     if base.arch != "general" or source.arch != "general":
         raise SystemExit("both GENERAL and CLEANUP_RUN must be general models")

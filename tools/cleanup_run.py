@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("general")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    base = pretrained.load(a.general) if a.general in pretrained.BUNDLED else pretrained.load_file(Path(a.general))
+    base = pretrained.load_name_or_file(a.general)
     if base.arch != "general" or base.model.cleanup is None:
         raise SystemExit(f"{a.general}: not a general model with a cleanup stage")
     net = base.model.cleanup.net

@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2000, help="full-batch Adam steps of the fit")
     ap.add_argument("--head-from", type=Path, help="copy the head from this weights file (same estimator) instead of fitting")
     a = ap.parse_args()
-    base = pretrained.load(a.general) if a.general in pretrained.BUNDLED else pretrained.load_file(Path(a.general))
+    base = pretrained.load_name_or_file(a.general)
     if base.arch != "general":
         raise SystemExit("GENERAL must be a general model")
     config = GeneralConfig(**{**base.model.config.to_dict(), "pooled_scale": True})
