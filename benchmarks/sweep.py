@@ -3,6 +3,7 @@
     python benchmarks/sweep.py --dataset mixed [--models general x4] [--weights RUN ...] [--usm 2.0,1.0] [--told] [--json F]
     python benchmarks/sweep.py --skimage [--photos DIR ...] [--cases ...] [--losers]     # photos from outside the data set
     python benchmarks/sweep.py --dataset mixed --train-every 8 ...                        # training photos, to choose on
+    python benchmarks/sweep.py ... --cleanup-passes 1 2 4                                  # the cleanup stage's passes
 
 For every validation HR photo of the prepared data set and every case below, the photo is degraded, the
 model restores it, and PSNR-Y (project convention) of the input and of the output against the original
@@ -16,12 +17,14 @@ can do when the estimator is right.
 ``--skimage`` and ``--photos DIR`` sweep photos from outside the data set instead (scikit-image's sample
 photos listed in :data:`SKIMAGE_PHOTOS`, or every image in DIR), as one part each; ``--cases`` can also
 name the cases of :data:`MORE_CASES` (lighter and heavier noise and JPEG, soft photos with them); ``--losers`` lists every photo
-that a model leaves more than 0.1 dB below its input.
+that a model leaves more than 0.1 dB below its input. ``--cleanup-passes 1 2 4`` adds each general model with its cleanup
+stage running that many passes of its network (:data:`sharpkd.models.cleanup.PASSES`: how that was chosen).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -161,6 +164,8 @@ def main() -> None:
     ap.add_argument("--skimage", action="store_true", help="sweep scikit-image's sample photos instead of a data set")
     ap.add_argument("--photos", nargs="*", type=Path, default=[], help="sweep every image in these folders instead")
     ap.add_argument("--losers", action="store_true", help="list the photos a model leaves > 0.1 dB below the input")
+    ap.add_argument("--cleanup-passes", type=int, nargs="*", default=[],
+                    help="also each general model with its cleanup stage running this many passes (1-4; shipped: 2)")
     args = ap.parse_args()
     if args.skimage or args.photos:
         named_parts = outside_parts(args.skimage, args.photos)
@@ -176,6 +181,11 @@ def main() -> None:
         restorers[loaded.name] = lambda lq, d, m=loaded: enhance(m, lq, tile=0)
         if args.told and loaded.conditioned:
             restorers[f"{loaded.name} told"] = lambda lq, d, m=loaded: told(m, lq, d)
+        for passes in args.cleanup_passes if loaded.conditioned and loaded.model.cleanup is not None else []:
+            model = copy.deepcopy(loaded.model)
+            model.cleanup.passes = passes
+            variant = replace(loaded, model=model)
+            restorers[f"{loaded.name} {passes} pass"] = lambda lq, d, m=variant: enhance(m, lq, tile=0)
     results = {}
     for part, named in named_parts.items():
         results[part] = sweep(restorers, list(named.values()), args.cases)

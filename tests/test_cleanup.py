@@ -213,6 +213,9 @@ def test_the_cleanup_output_is_the_mean_over_mirrors_and_its_check_runs_one_pass
         assert (runs[0] - runs[1]).abs().max() > 1e-4  # the network treats a mirrored photo differently
         assert torch.allclose(model.cleanup(x, 0.5, 0.3), sum(runs[:PASSES]) / PASSES, atol=1e-6)
         assert torch.allclose(model.cleanup(x, 0.5, 0.3, passes=1), runs[0])
+        model.cleanup.passes = 4  # what the sweep's --cleanup-passes sets: the default of every call
+        assert torch.allclose(model.cleanup(x, 0.5, 0.3), sum(runs) / 4, atol=1e-6)
+        model.cleanup.passes = PASSES
         assert torch.allclose(mirror_mean(lambda t: model.cleanup.net(t, cond), x, 4), sum(runs) / 4, atol=1e-6)
         for passes in (0, 5):
             with pytest.raises(ValueError, match="passes must be 1 to 4"):

@@ -62,7 +62,8 @@ LUMA = (0.299, 0.587, 0.114)
 # (mirrored back; a "self-ensemble", as EDSR+ does with eight flips and rotations): what the network gets
 # wrong in one orientation it partly gets right in the other. Chosen on training photos (every 8th: 97
 # natural, 8 sun80; docs/model-card.md, "Two passes of the cleanup network"), passes 1 / 2 / 4, natural
-# part: noise 5 +2.73 / +2.85 / +2.90 dB, noise 2 +0.99 / +1.09 / +1.14, JPEG q40 +0.34 / +0.35 / +0.36;
+# part: noise 5 +2.73 / +2.84 / +2.90 dB, noise 2 +0.99 / +1.07 / +1.11, JPEG q40 +0.34 / +0.35 / +0.36
+# (`benchmarks/sweep.py --train-every 8 --cleanup-passes 1 2 4`);
 # the second pass buys most, passes 3 and 4 half as much again for twice the time. Each pass is one run of
 # the network, on the photos the stage cleans only. Its check (:func:`texture_ratio`) runs one pass.
 PASSES = 2
@@ -265,6 +266,7 @@ class Cleanup(nn.Module):
         # on such a photo a JPEG grid of its own still measures as blocking after the blur, and removing
         # it takes detail too (measured: blur 0.6 on very blocky photos). 1: no such limit.
         self.register_buffer("max_raw_blur", torch.tensor(1.0))
+        self.passes = PASSES  # of the network per cleanup (:func:`mirror_mean`); not saved with the weights
 
     @property
     def context(self) -> int:
@@ -290,11 +292,11 @@ class Cleanup(nn.Module):
                 noise = 0.0
         return Decision(stats, noise, jpeg, ratio)
 
-    def forward(self, x: torch.Tensor, noise: float, jpeg: float, passes: int = PASSES) -> torch.Tensor:
-        """``x`` cleaned, the network told ``noise`` and ``jpeg``: the mean of ``passes`` runs
-        (:func:`mirror_mean`)."""
+    def forward(self, x: torch.Tensor, noise: float, jpeg: float, passes: int | None = None) -> torch.Tensor:
+        """``x`` cleaned, the network told ``noise`` and ``jpeg``: the mean of ``passes`` runs (default
+        ``self.passes``; :func:`mirror_mean`)."""
         cond = torch.tensor([[0.0, 0.0, noise, jpeg]], device=x.device).expand(len(x), -1)
-        return mirror_mean(lambda t: self.net(t, cond), x, passes)
+        return mirror_mean(lambda t: self.net(t, cond), x, self.passes if passes is None else passes)
 
 
 class ToldCleanup(nn.Module):
