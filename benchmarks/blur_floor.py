@@ -125,13 +125,14 @@ def main() -> None:
     for f in a.floors:
         print(f"floor sigma {f}, ungated: every photo left unchanged today is floored")
         print_table(evaluate(rows, f, (float("inf"), float("inf"), 0.0)))
-        ranked = sorted(GATES, key=lambda g: (sum(v[2] for v in evaluate(rows, f, g).values()), -evaluate(rows, f, g)["blur 0.6"][0]))
+        results = {g: evaluate(rows, f, g) for g in GATES}
+        worse = {g: sum(v[2] for v in res.values()) for g, res in results.items()}
+        ranked = sorted(GATES, key=lambda g: (worse[g], -results[g]["blur 0.6"][0]))
         print(f"floor sigma {f}, gates (max blocking, max noise, min raw blur) with the fewest photo-cases made worse:")
         for g in ranked[:5]:
-            res = evaluate(rows, f, g)
-            print(f"    {g}: made worse {sum(v[2] for v in res.values())}, blur 0.6 {res['blur 0.6'][0]:+.3f}, sharp min {res['sharp'][0]:.2f} dB")
+            print(f"    {g}: made worse {worse[g]}, blur 0.6 {results[g]['blur 0.6'][0]:+.3f}, sharp min {results[g]['sharp'][0]:.2f} dB")
         print(f"  the best, {ranked[0]}:")
-        print_table(evaluate(rows, f, ranked[0]))
+        print_table(results[ranked[0]])
 
 
 if __name__ == "__main__":

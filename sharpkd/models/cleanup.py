@@ -185,7 +185,7 @@ def mirror_mean(restore: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     out = restore(x)
     for dims in MIRRORS[1:passes]:
         out = out + restore(x.flip(dims)).flip(dims)
-    return out / passes if passes > 1 else out
+    return out / passes
 
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
